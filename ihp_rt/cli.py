@@ -1,0 +1,111 @@
+"""``ihp-rt`` command line: thin argument parsing over the library.
+
+Errors the user can cause (IhpError) become one line on stderr and exit code 2; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ihp_rt.errors import IhpError
+
+UNTRAINED_BANNER = """\
+################################################################################
+#  WARNING: no trained model given and none shipped with this version.        #
+#  Using a RANDOMLY INITIALISED network: the mask below is meaningless noise.  #
+#  Pass --model CHECKPOINT to parse for real.                                 #
+################################################################################"""
+
+
+def _open_checkpoint(model: str | None, backbone: str, label_set: str):
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.model import Checkpoint, build_model, load_checkpoint
+    from ihp_rt.spec import ModelSpec
+    from ihp_rt.zoo import default_model_path
+
+    path = Path(model) if model else default_model_path()
+    if path is not None:
+        return load_checkpoint(path)
+    print(UNTRAINED_BANNER, file=sys.stderr)
+    spec = ModelSpec(labels=get_label_set(label_set), backbone=backbone)
+    return Checkpoint(build_model(spec, seed=0).eval(), spec, {"untrained": True})
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ihp_rt.clicks import load_clicks
+    from ihp_rt.images import overlay, read_image, write_label_png, write_rgb_png
+    from ihp_rt.session import Session
+
+    image = read_image(args.image)
+    checkpoint = _open_checkpoint(args.model, args.backbone, args.label_set)
+    session = Session.open(checkpoint, backend=args.backend, device=args.device)
+    clicks = load_clicks(args.clicks, session.labels, image.shape[:2])
+    session.set_image(image)
+    for c in clicks:
+        session.add_click(c.x, c.y, c.label)
+    pred = session.predict()
+    write_label_png(args.output, pred.labels)
+    print(f"wrote {args.output} ({pred.labels.shape[1]}x{pred.labels.shape[0]} label ids, "
+          f"{session.labels.name} label set) in {pred.latency_ms:.0f} ms on {pred.backend}")
+    if args.overlay:
+        write_rgb_png(args.overlay, overlay(image, pred.labels, session.labels, list(clicks)))
+        print(f"wrote {args.overlay}")
+    present = sorted(set(pred.labels.ravel().tolist()))
+    print("classes in mask: " + ", ".join(session.labels.names[i] for i in present))
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    from ihp_rt.labels import get_label_set, label_set_names
+
+    for name in [args.name] if args.name else label_set_names():
+        ls = get_label_set(name)
+        print(f"{ls.name}: {ls.title} ({ls.num_classes} classes)")
+        mirror = {a: b for a, b in ls.mirrors} | {b: a for a, b in ls.mirrors}
+        for i, n in enumerate(ls.names):
+            extra = f"  <-> {ls.names[mirror[i]]}" if i in mirror else ""
+            print(f"  {i:3d}  {n}{extra}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ihp_rt import __version__
+    from ihp_rt.model.backbones import BACKBONES
+
+    parser = argparse.ArgumentParser(prog="ihp-rt", description="Interactive human parsing from labelled clicks.")
+    parser.add_argument("--version", action="version", version=f"ihp-rt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="parse a photo from a click list")
+    p.add_argument("image", help="photo (JPEG/PNG/...)")
+    p.add_argument("--clicks", required=True, help='click list JSON: {"clicks": [{"x":..,"y":..,"label":..}]}')
+    p.add_argument("-o", "--output", required=True, help="label-id PNG to write")
+    p.add_argument("--overlay", help="also write a colour overlay PNG")
+    p.add_argument("--model", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--backend", default="torch", help="inference backend (default: torch)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument("--backbone", default="mobilenetv3_large", choices=sorted(BACKBONES),
+                   help="architecture of the untrained stand-in when no model exists")
+    p.add_argument("--label-set", default="lip", help="label set of the untrained stand-in")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("labels", help="list the built-in label sets")
+    p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")
+    p.set_defaults(func=cmd_labels)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except IhpError as e:
+        print(f"ihp-rt: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

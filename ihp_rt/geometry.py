@@ -1,0 +1,72 @@
+"""Image frame <-> model frame, in one place every backend shares.
+
+The image is letterboxed into the model's ``input_size`` square: scaled so its longer side
+fits, normalised, padded at the bottom/right with zeros (the mean colour after
+normalisation). One fixed input shape per model keeps engine profiles and buffers static.
+Clicks map to the model pixel that contains the click's pixel centre; the label map comes
+back by cropping the padding and nearest-neighbour resizing at pixel centres.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ihp_rt.clicks import Click
+from ihp_rt.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an ``height`` x ``width`` image sits inside the ``size`` x ``size`` model input."""
+
+    height: int
+    width: int
+    size: int
+
+    @property
+    def scale(self) -> float:
+        return self.size / max(self.height, self.width)
+
+    @property
+    def inner(self) -> tuple[int, int]:
+        """(rows, cols) the image covers in the model frame; the rest is padding."""
+        return (
+            min(self.size, max(1, round(self.height * self.scale))),
+            min(self.size, max(1, round(self.width * self.scale))),
+        )
+
+    def clicks_to_model(self, clicks: list[Click]) -> np.ndarray:
+        """(K, 3) int32 rows of (x, y, label) in the model frame."""
+        rows, cols = self.inner
+        out = np.zeros((len(clicks), 3), dtype=np.int32)
+        for i, c in enumerate(clicks):
+            out[i] = (
+                min(int((c.x + 0.5) * cols / self.width), cols - 1),
+                min(int((c.y + 0.5) * rows / self.height), rows - 1),
+                c.label,
+            )
+        return out
+
+    def labels_to_image(self, labels: np.ndarray) -> np.ndarray:
+        """Crop the padding off a (size, size) label map and resize it to the image."""
+        rows, cols = self.inner
+        inner = np.ascontiguousarray(labels[:rows, :cols])
+        if (rows, cols) == (self.height, self.width):
+            return inner
+        return cv2.resize(inner, (self.width, self.height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def prepare_image(image: np.ndarray, spec: ModelSpec) -> tuple[Letterbox, np.ndarray]:
+    """(3, size, size) float32 normalised network input for an RGB uint8 image. Once per image."""
+    box = Letterbox(image.shape[0], image.shape[1], spec.input_size)
+    rows, cols = box.inner
+    shrink = rows < box.height
+    resized = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
+    inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
+    out = np.zeros((3, spec.input_size, spec.input_size), dtype=np.float32)
+    out[:, :rows, :cols] = ((resized.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
+    return box, out

@@ -1,0 +1,81 @@
+"""DeepLabV3+ (Chen et al. 2018) over an IHP input of RGB + click maps.
+
+ASPP and the decoder use depthwise-separable convolutions, as DeepLabV3+ and
+segmentation-models-pytorch do: a plain 3x3 convolution at stride 4 would cost more than the
+whole MobileNet encoder. The stride-4 decoder output is exposed because the SP-loss is
+computed on it. Sizes are taken from tensors, so any input size works (473x473, 300x517).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ihp_rt.errors import ModelError
+from ihp_rt.model.backbones import BACKBONES, conv_bn_act
+from ihp_rt.spec import ModelSpec
+
+ASPP_RATES = (6, 12, 18)
+DECODER_CHANNELS = 256
+LOW_LEVEL_CHANNELS = 48
+
+
+def separable(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin, bias=False),
+        conv_bn_act(cin, cout, 1),
+    )
+
+
+class ASPP(nn.Module):
+    def __init__(self, cin: int, cout: int, rates: tuple[int, ...]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([conv_bn_act(cin, cout, 1)] + [separable(cin, cout, r) for r in rates])
+        # Image-level branch without BatchNorm: BN over a 1x1 map fails at batch size 1.
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1), nn.ReLU(inplace=True))
+        self.project = nn.Sequential(conv_bn_act(cout * (len(rates) + 2), cout, 1), nn.Dropout(0.1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x).expand(-1, -1, x.shape[2], x.shape[3])
+        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+
+
+class DeepLabV3Plus(nn.Module):
+    """Logits at input resolution; ``return_features`` adds the stride-4 decoder features."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        if spec.backbone not in BACKBONES:
+            raise ModelError(f"unknown backbone {spec.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+        self.encoder = BACKBONES[spec.backbone](spec.in_channels, spec.first_kernel)
+        self.aspp = ASPP(self.encoder.high_channels, DECODER_CHANNELS, ASPP_RATES)
+        self.low_proj = conv_bn_act(self.encoder.low_channels, LOW_LEVEL_CHANNELS, 1)
+        self.fuse = separable(DECODER_CHANNELS + LOW_LEVEL_CHANNELS, DECODER_CHANNELS)
+        self.classifier = nn.Conv2d(DECODER_CHANNELS, spec.num_classes, 1)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        low, high = self.encoder(x)
+        context = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        features = self.fuse(torch.cat([context, self.low_proj(low)], dim=1))
+        logits = F.interpolate(self.classifier(features), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return (logits, features) if return_features else logits
+
+
+def _init_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_model(spec: ModelSpec, seed: int | None = None) -> DeepLabV3Plus:
+    """A freshly initialised network (no pretrained weights exist or are fetched)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return DeepLabV3Plus(spec)

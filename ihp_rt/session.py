@@ -1,0 +1,106 @@
+"""The interactive session: one image, a growing list of clicks, a mask per predict.
+
+The click maps are a pure function of the click list, so undo is "drop the last click": no
+network state needs to be kept. Pre-processing happens in set_image, never per click.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ihp_rt.backends.base import Backend
+from ihp_rt.clicks import Click, make_click
+from ihp_rt.errors import BackendError, InputError
+from ihp_rt.geometry import Letterbox, prepare_image
+from ihp_rt.images import check_image
+from ihp_rt.labels import LabelSet
+from ihp_rt.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from ihp_rt.model.checkpoint import Checkpoint
+
+BACKENDS = ("torch",)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A label map in image pixels, the clicks that produced it, and what it cost."""
+
+    labels: np.ndarray
+    clicks: tuple[Click, ...]
+    backend: str
+    latency_ms: float
+
+
+class Session:
+    """``set_image`` once, then ``add_click`` / ``undo`` / ``reset`` and ``predict``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._box: Letterbox | None = None
+        self._clicks: list[Click] = []
+
+    @classmethod
+    def open(cls, model: str | Path | Checkpoint, backend: str = "torch", device: str = "cpu") -> Session:
+        """Open a model file (or a loaded checkpoint) on the named backend."""
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        # torch is imported here, not at module level, so `import ihp_rt` stays light.
+        from ihp_rt.backends.torch_backend import TorchBackend
+        from ihp_rt.model.checkpoint import Checkpoint, load_checkpoint
+
+        checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+
+        return cls(TorchBackend(checkpoint, device))
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.backend.spec
+
+    @property
+    def labels(self) -> LabelSet:
+        return self.spec.labels
+
+    @property
+    def clicks(self) -> tuple[Click, ...]:
+        return tuple(self._clicks)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the current image."""
+        if self._box is None:
+            raise InputError("no image set: call set_image first")
+        return self._box.height, self._box.width
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Pre-process and upload an RGB uint8 (H, W, 3) image; clears the clicks."""
+        self._box, tensor = prepare_image(check_image(image), self.spec)
+        self.backend.set_image(tensor)
+        self._clicks.clear()
+
+    def add_click(self, x: int, y: int, label: int | str) -> Click:
+        click = make_click(x, y, label, self.labels, self.image_size)
+        self._clicks.append(click)
+        return click
+
+    def undo(self) -> Click | None:
+        """Remove and return the last click (None when there is none)."""
+        return self._clicks.pop() if self._clicks else None
+
+    def reset(self) -> None:
+        self._clicks.clear()
+
+    def predict(self) -> Prediction:
+        """Labels for the current clicks (none at all gives the RGB-only prediction)."""
+        box = self._box
+        if box is None:
+            raise InputError("no image set: call set_image first")
+        start = time.perf_counter()
+        labels = self.backend.predict(box.clicks_to_model(self._clicks))
+        result = box.labels_to_image(labels)
+        return Prediction(result, self.clicks, self.backend.name, (time.perf_counter() - start) * 1e3)

@@ -1,0 +1,82 @@
+"""ModelSpec: everything needed to run a model besides its weights (the model card).
+
+It travels inside every artefact -- checkpoint, ONNX metadata, engine sidecar -- so any one
+file is enough to open a session: label set, input size, normalisation, click-map cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ihp_rt.errors import ModelError
+from ihp_rt.labels import LabelSet, get_label_set
+
+SPEC_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and I/O contract of an IHP network.
+
+    ``input_size`` is the side of the square the image is letterboxed into (the paper uses
+    473); clicks are encoded in that frame, so ``cap`` keeps its paper meaning there.
+    """
+
+    labels: LabelSet = field(default_factory=lambda: get_label_set("lip"))
+    backbone: str = "mobilenetv3_large"
+    input_size: int = 473
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    cap: int = 255
+    first_kernel: int = 7
+    model_version: str = "untrained"
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.input_size <= 2048:
+            raise ModelError(f"input_size must be in 32..2048, got {self.input_size}")
+        if self.first_kernel % 2 != 1:
+            raise ModelError(f"first_kernel must be odd, got {self.first_kernel}")
+
+    @property
+    def num_classes(self) -> int:
+        """Classes including background: the number of click maps and of output logits."""
+        return self.labels.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        """RGB plus one click map per class (the paper's C + 4)."""
+        return 3 + self.num_classes
+
+    def to_dict(self) -> dict:
+        return {
+            "spec_version": SPEC_VERSION,
+            "labels": self.labels.to_dict(),
+            "backbone": self.backbone,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "cap": self.cap,
+            "first_kernel": self.first_kernel,
+            "model_version": self.model_version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        version = d.get("spec_version")
+        if version != SPEC_VERSION:
+            raise ModelError(f"model spec version {version!r} is not supported (expected {SPEC_VERSION})")
+        try:
+            return cls(
+                labels=LabelSet.from_dict(d["labels"]),
+                backbone=str(d["backbone"]),
+                input_size=int(d["input_size"]),
+                mean=tuple(float(v) for v in d["mean"]),
+                std=tuple(float(v) for v in d["std"]),
+                cap=int(d["cap"]),
+                first_kernel=int(d["first_kernel"]),
+                model_version=str(d["model_version"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"malformed model spec: {e!r}") from None
