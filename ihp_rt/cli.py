@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except IhpError as e:
-        print(f"ihp-rt: error: {e}", file=sys.stderr)
+        print("ihp-rt: error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
 
 

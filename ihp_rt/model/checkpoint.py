@@ -54,7 +54,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:
-        raise ModelError(f"{path} is not a readable ihp-rt checkpoint: {e}") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"{path} is not a readable ihp-rt checkpoint: {reason}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelError(f"{path} is not an ihp-rt checkpoint (no {FORMAT!r} header)")
     if payload.get("format_version") != FORMAT_VERSION:

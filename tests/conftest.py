@@ -1,0 +1,34 @@
+"""Shared fixtures: small models and images so the suite stays fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint():
+    """A seeded, untrained MobileNetV3 model at a 96 px input: real code path, fast."""
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.model import Checkpoint, build_model
+    from ihp_rt.spec import ModelSpec
+
+    spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=96)
+    return Checkpoint(build_model(spec, seed=0).eval(), spec, {"untrained": True})
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def random_clicks(rng: np.random.Generator, k: int, num_classes: int, height: int, width: int) -> np.ndarray:
+    """(k, 3) int32 random clicks (x, y, label) inside a height x width frame."""
+    return np.stack(
+        [rng.integers(0, width, k), rng.integers(0, height, k), rng.integers(0, num_classes, k)], axis=1
+    ).astype(np.int32)

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from ihp_rt.errors import ModelError
+from ihp_rt.labels import get_label_set
+from ihp_rt.model import build_model, load_checkpoint, save_checkpoint
+from ihp_rt.spec import ModelSpec
+
+
+def test_round_trip_is_self_describing(tmp_path) -> None:
+    spec = ModelSpec(labels=get_label_set("helen"), backbone="resnet18", input_size=64, model_version="t1")
+    model = build_model(spec, seed=1).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, spec, {"steps": 12, "data": "synthetic"})
+    ckpt = load_checkpoint(path)
+    assert ckpt.spec == spec
+    assert ckpt.training == {"steps": 12, "data": "synthetic"}
+    x = torch.randn(1, spec.in_channels, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(model(x), ckpt.model(x))
+    assert not ckpt.model.training
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_unusable_files_raise_model_error(tmp_path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ModelError, match="not an ihp-rt checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_truncated_and_mismatched_checkpoints(tmp_path) -> None:
+    spec = ModelSpec(input_size=64)
+    path = save_checkpoint(tmp_path / "m.pt", build_model(spec), spec)
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path / "cut.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["spec"]["backbone"] = "resnet18"
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(ModelError, match="do not match the resnet18"):
+        load_checkpoint(tmp_path / "mismatch.pt")
+    payload["spec"]["spec_version"] = 99
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(ModelError, match="spec version 99"):
+        load_checkpoint(tmp_path / "future.pt")

@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ihp_rt.cli import main
+from ihp_rt.model import save_checkpoint
+
+from .conftest import EXAMPLES
+
+ASTRONAUT = EXAMPLES / "astronaut.jpg"
+CLICKS = EXAMPLES / "astronaut_clicks.json"
+
+
+def test_predict_the_bundled_example_writes_mask_and_overlay(tmp_path, capsys) -> None:
+    out, ov = tmp_path / "mask.png", tmp_path / "ov.png"
+    assert main(["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", str(out), "--overlay", str(ov)]) == 0
+    captured = capsys.readouterr()
+    assert "RANDOMLY INITIALISED" in captured.err  # no trained model ships yet: say so loudly
+    with Image.open(out) as mask, Image.open(ov) as overlay:
+        assert mask.mode == "L" and mask.size == (512, 512)
+        assert np.asarray(mask).max() < 20
+        assert overlay.mode == "RGB" and overlay.size == (512, 512)
+    assert "wrote" in captured.out and "lip label set" in captured.out
+
+
+def test_predict_with_a_checkpoint(tmp_path, tiny_checkpoint, capsys) -> None:
+    model = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
+    out = tmp_path / "mask.png"
+    assert main(["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", str(out), "--model", str(model)]) == 0
+    assert "RANDOMLY" not in capsys.readouterr().err
+    assert out.is_file()
+
+
+def _bad_run(tmp_path, capsys, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ihp-rt: error: ")
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
+    out = str(tmp_path / "o.png")
+    (tmp_path / "fake.jpg").write_text("not an image")
+    msg = _bad_run(tmp_path, capsys, ["predict", str(tmp_path / "fake.jpg"), "--clicks", str(CLICKS), "-o", out])
+    assert "not a readable image" in msg
+    msg = _bad_run(tmp_path, capsys, ["predict", str(ASTRONAUT), "--clicks", str(tmp_path / "no.json"), "-o", out])
+    assert "click file not found" in msg
+    (tmp_path / "far.json").write_text(json.dumps({"clicks": [{"x": 600, "y": 3, "label": "hair"}]}))
+    msg = _bad_run(tmp_path, capsys, ["predict", str(ASTRONAUT), "--clicks", str(tmp_path / "far.json"), "-o", out])
+    assert "outside the 512x512 image" in msg
+    msg = _bad_run(tmp_path, capsys, ["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", out,
+                                      "--model", str(tmp_path / "fake.jpg")])
+    assert "not a readable ihp-rt checkpoint" in msg
+    assert not Path(out).exists()
+
+
+def test_labels_command(capsys) -> None:
+    assert main(["labels", "lip"]) == 0
+    text = capsys.readouterr().out
+    assert "lip: LIP" in text and "14  left-arm  <-> right-arm" in text
+
+
+def test_console_script_is_installed(tmp_path) -> None:
+    exe = Path(sys.executable).with_name("ihp-rt")
+    if not exe.exists():
+        pytest.skip("ihp-rt console script not installed in this environment")
+    result = subprocess.run([str(exe), "labels", "ppp"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "lower-legs" in result.stdout
+    result = subprocess.run([str(exe), "predict", "missing.jpg", "--clicks", str(CLICKS), "-o", "x.png"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "ihp-rt: error: image not found: missing.jpg"

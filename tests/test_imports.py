@@ -1,0 +1,57 @@
+"""Optional and heavy libraries must stay optional: `import ihp_rt` needs none of them, and
+every CPU module imports on a machine without CUDA libraries."""
+
+import pkgutil
+import subprocess
+import sys
+
+import ihp_rt
+
+GPU_ONLY = {"ihp_rt.encoding.cuda"}
+
+BLOCKER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {blocked!r}:
+            raise ImportError(f'blocked for this test: {{name}}')
+sys.meta_path.insert(0, Block())
+"""
+
+
+def run_blocked(blocked: set[str], code: str) -> subprocess.CompletedProcess:
+    script = BLOCKER.format(blocked=blocked) + code
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+
+
+def all_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(ihp_rt.__path__, "ihp_rt."))
+
+
+def test_import_ihp_rt_needs_no_torch_cuda_or_onnx() -> None:
+    result = run_blocked(
+        {"torch", "cupy", "tensorrt", "onnxruntime", "onnx", "pycuda", "fastapi"},
+        "import ihp_rt, ihp_rt.encoding, ihp_rt.clicks, ihp_rt.labels, ihp_rt.geometry, ihp_rt.images\n"
+        "print(ihp_rt.__version__, len(ihp_rt.__all__))",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_cpu_module_imports_without_gpu_libraries() -> None:
+    modules = [m for m in all_modules() if m not in GPU_ONLY]
+    assert "ihp_rt.backends.torch_backend" in modules and "ihp_rt.cli" in modules
+    code = f"import importlib\nfor m in {modules!r}: importlib.import_module(m)"
+    result = run_blocked({"cupy", "tensorrt", "pycuda"}, code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_gpu_modules_fail_only_on_their_own_library() -> None:
+    for module in sorted(GPU_ONLY):
+        result = run_blocked({"cupy"}, f"import {module}")
+        assert result.returncode != 0 and "blocked for this test: cupy" in result.stderr
+
+
+def test_public_api_is_explicit() -> None:
+    for name in ihp_rt.__all__:
+        assert hasattr(ihp_rt, name), name
+    assert {"Session", "Click", "ModelSpec", "get_label_set", "InputError"} <= set(ihp_rt.__all__)

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from ihp_rt.errors import InputError
+from ihp_rt.labels import LabelSet, get_label_set, label_set_names
+
+
+def voc_colormap(n: int) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC colour map, written independently of the JSON data."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        for bit in range(8):
+            r |= ((i >> (3 * bit)) & 1) << (7 - bit)
+            g |= ((i >> (3 * bit + 1)) & 1) << (7 - bit)
+            b |= ((i >> (3 * bit + 2)) & 1) << (7 - bit)
+        out.append((r, g, b))
+    return out
+
+
+@pytest.mark.parametrize(("name", "count"), [("lip", 20), ("cihp", 20), ("ppp", 7), ("helen", 11), ("atr", 18)])
+def test_builtin_sizes_and_palettes(name: str, count: int) -> None:
+    ls = get_label_set(name)
+    assert ls.num_classes == count == len(ls.palette)
+    assert ls.names[0] == "background"
+    assert list(ls.palette) == voc_colormap(count)
+
+
+def test_names_of_the_paper_label_sets() -> None:
+    lip = get_label_set("LIP")
+    assert lip.names[2] == "hair" and lip.names[13] == "face" and lip.names[10] == "jumpsuits"
+    assert get_label_set("cihp").names[10] == "torso-skin"
+    assert get_label_set("helen").names[10] == "hair"
+    assert get_label_set("atr").names[16] == "bag"
+    assert label_set_names() == ["atr", "cihp", "helen", "lip", "ppp"]
+
+
+@pytest.mark.parametrize("name", ["lip", "cihp", "atr", "helen"])
+def test_mirrors_pair_left_with_right(name: str) -> None:
+    ls = get_label_set(name)
+    assert ls.mirrors
+    for a, b in ls.mirrors:
+        assert ls.names[a].replace("left", "right") == ls.names[b]
+    lut = ls.flip_lut()
+    assert np.array_equal(lut[lut], np.arange(256))  # an involution
+    moved = {i for i in range(ls.num_classes) if lut[i] != i}
+    assert moved == {i for pair in ls.mirrors for i in pair}
+
+
+def test_flip_lut_swaps_arms_in_a_label_map() -> None:
+    lip = get_label_set("lip")
+    labels = np.array([[14, 15, 2], [16, 17, 0], [18, 19, 13]], dtype=np.uint8)
+    flipped = lip.flip_lut()[labels]
+    assert flipped.tolist() == [[15, 14, 2], [17, 16, 0], [19, 18, 13]]
+    assert get_label_set("ppp").flip_lut()[:7].tolist() == list(range(7))
+
+
+def test_label_id_by_id_and_by_name() -> None:
+    lip = get_label_set("lip")
+    assert lip.label_id(2) == 2
+    assert lip.label_id(np.int64(5)) == 5
+    assert lip.label_id("Hair") == 2
+    assert lip.label_id(" left-arm ") == 14
+    for bad in (20, -1, "wings", True, 2.0, None):
+        with pytest.raises(InputError):
+            lip.label_id(bad)
+
+
+def test_unknown_label_message_lists_known_names() -> None:
+    with pytest.raises(InputError, match="known: background, hat, hair"):
+        get_label_set("lip").label_id("wings")
+    with pytest.raises(InputError, match="built-in: atr, cihp, helen, lip, ppp"):
+        get_label_set("coco")
+
+
+def test_round_trip_and_validation() -> None:
+    ls = get_label_set("helen")
+    assert LabelSet.from_dict(ls.to_dict()) == ls
+    with pytest.raises(InputError, match="duplicate"):
+        LabelSet("x", ("background", "a", "a"), ((0, 0, 0),) * 3)
+    with pytest.raises(InputError, match="mirror"):
+        LabelSet("x", ("background", "a"), ((0, 0, 0),) * 2, mirrors=((0, 1),))

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+
+from ihp_rt.encoding import encode_reference
+from ihp_rt.errors import BackendError, InputError
+from ihp_rt.geometry import prepare_image
+from ihp_rt.model import save_checkpoint
+from ihp_rt.session import Session
+
+
+@pytest.fixture
+def session(tiny_checkpoint) -> Session:
+    return Session.open(tiny_checkpoint)
+
+
+@pytest.fixture
+def photo(rng) -> np.ndarray:
+    return rng.integers(0, 256, (120, 80, 3), dtype=np.uint8)
+
+
+def reference_mask(ckpt, image: np.ndarray, clicks) -> np.ndarray:
+    """The whole pipeline written out by hand: letterbox, reference encoding, network, arg-max."""
+    spec = ckpt.spec
+    box, rgb = prepare_image(image, spec)
+    maps = encode_reference(box.clicks_to_model(clicks), spec.num_classes, spec.input_size, spec.input_size)
+    x = torch.from_numpy(np.concatenate([rgb, maps])[None])
+    with torch.inference_mode():
+        labels = ckpt.model(x)[0].argmax(0).to(torch.uint8).numpy()
+    return box.labels_to_image(labels)
+
+
+def test_predict_matches_the_hand_written_pipeline(session, tiny_checkpoint, photo) -> None:
+    session.set_image(photo)
+    session.add_click(10, 20, "hair")
+    session.add_click(40, 100, 5)
+    pred = session.predict()
+    assert pred.labels.shape == (120, 80) and pred.labels.dtype == np.uint8
+    assert pred.backend == "torch" and pred.latency_ms > 0
+    assert [c.label for c in pred.clicks] == [2, 5]
+    assert np.array_equal(pred.labels, reference_mask(tiny_checkpoint, photo, pred.clicks))
+
+
+def test_undo_and_reset_restore_earlier_masks(session, photo) -> None:
+    session.set_image(photo)
+    empty = session.predict().labels
+    session.add_click(10, 20, "hair")
+    one = session.predict().labels
+    session.add_click(60, 90, "face")
+    two = session.predict().labels
+    assert not np.array_equal(one, two)
+    assert session.undo().label == 13
+    assert np.array_equal(session.predict().labels, one)
+    session.reset()
+    assert session.clicks == () and session.undo() is None
+    assert np.array_equal(session.predict().labels, empty)
+
+
+def test_new_image_clears_clicks(session, photo) -> None:
+    session.set_image(photo)
+    session.add_click(1, 1, 0)
+    session.set_image(photo[:60])
+    assert session.clicks == ()
+    assert session.image_size == (60, 80)
+    with pytest.raises(InputError, match="outside the 80x60 image"):
+        session.add_click(1, 70, 0)
+
+
+def test_bad_use_is_refused(session, photo) -> None:
+    with pytest.raises(InputError, match="no image set"):
+        session.predict()
+    with pytest.raises(InputError, match="no image set"):
+        session.add_click(0, 0, 0)
+    with pytest.raises(InputError, match="uint8"):
+        session.set_image(photo.astype(np.float32))
+    session.set_image(photo)
+    with pytest.raises(InputError, match="unknown label 'wings'"):
+        session.add_click(0, 0, "wings")
+    assert session.clicks == ()
+
+
+def test_open_from_file_and_unknown_backend(tmp_path, tiny_checkpoint, photo) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
+    a, b = Session.open(path), Session.open(tiny_checkpoint)
+    for s in (a, b):
+        s.set_image(photo)
+        s.add_click(5, 5, 2)
+    assert np.array_equal(a.predict().labels, b.predict().labels)
+    with pytest.raises(BackendError, match="unknown backend 'tpu'"):
+        Session.open(tiny_checkpoint, backend="tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_device_without_gpu_is_a_clear_error(tiny_checkpoint) -> None:
+    with pytest.raises(BackendError, match="CUDA"):
+        Session.open(tiny_checkpoint, device="cuda")
