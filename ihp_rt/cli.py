@@ -40,8 +40,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ihp_rt.session import Session
 
     image = read_image(args.image)
-    checkpoint = _open_checkpoint(args.model, args.backbone, args.label_set)
-    session = Session.open(checkpoint, backend=args.backend, device=args.device)
+    is_onnx = args.model is not None and Path(args.model).suffix.lower() == ".onnx"
+    model = args.model if is_onnx else _open_checkpoint(args.model, args.backbone, args.label_set)
+    session = Session.open(model, backend=args.backend, device=args.device, threads=args.threads)
     clicks = load_clicks(args.clicks, session.labels, image.shape[:2])
     session.set_image(image)
     for c in clicks:
@@ -58,6 +59,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ihp_rt.backends import open_backend
+    from ihp_rt.export import export_onnx
+
+    checkpoint = _open_checkpoint(args.model, args.backbone, args.label_set)
+    path = export_onnx(checkpoint, args.output, output=args.head, simplify=not args.no_simplify)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.head} output, spec in metadata)")
+    # Parity check right after export: the .onnx alone must reproduce the PyTorch masks.
+    rng = np.random.default_rng(0)
+    torch_backend, ort_backend = open_backend(checkpoint, "torch", "cpu"), open_backend(path, "onnxruntime", "cpu")
+    spec, agree = checkpoint.spec, []
+    for _ in range(args.check):
+        image = rng.standard_normal((3, spec.input_size, spec.input_size)).astype(np.float32)
+        k = int(rng.integers(1, 12))
+        clicks = np.stack([rng.integers(0, spec.input_size, k), rng.integers(0, spec.input_size, k),
+                           rng.integers(0, spec.num_classes, k)], axis=1).astype(np.int32)
+        for backend in (torch_backend, ort_backend):
+            backend.set_image(image)
+        agree.append(float((torch_backend.predict(clicks) == ort_backend.predict(clicks)).mean()))
+    if agree:
+        print(f"parity vs PyTorch on {len(agree)} random inputs: {100 * min(agree):.3f} % of pixels equal (worst)")
+    return 0
+
+
 def cmd_labels(args: argparse.Namespace) -> int:
     from ihp_rt.labels import get_label_set, label_set_names
 
@@ -71,9 +98,17 @@ def cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stand_in_options(p: argparse.ArgumentParser) -> None:
+    from ihp_rt.model.backbones import BACKBONES
+
+    p.add_argument("--backbone", default="mobilenetv3_large", choices=sorted(BACKBONES),
+                   help="architecture of the untrained stand-in when no model exists")
+    p.add_argument("--label-set", default="lip", help="label set of the untrained stand-in")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ihp_rt import __version__
-    from ihp_rt.model.backbones import BACKBONES
+    from ihp_rt.backends import BACKENDS
 
     parser = argparse.ArgumentParser(prog="ihp-rt", description="Interactive human parsing from labelled clicks.")
     parser.add_argument("--version", action="version", version=f"ihp-rt {__version__}")
@@ -84,13 +119,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clicks", required=True, help='click list JSON: {"clicks": [{"x":..,"y":..,"label":..}]}')
     p.add_argument("-o", "--output", required=True, help="label-id PNG to write")
     p.add_argument("--overlay", help="also write a colour overlay PNG")
-    p.add_argument("--model", help="checkpoint (.pt); default: the shipped model")
-    p.add_argument("--backend", default="torch", help="inference backend (default: torch)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--backbone", default="mobilenetv3_large", choices=sorted(BACKBONES),
-                   help="architecture of the untrained stand-in when no model exists")
-    p.add_argument("--label-set", default="lip", help="label set of the untrained stand-in")
+    p.add_argument("--model", help="checkpoint (.pt) or exported .onnx; default: the shipped model")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="inference engine (default: auto, chosen by model file and hardware)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: the GPU when one is usable")
+    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
+    _stand_in_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (spec in metadata, parity-checked)")
+    p.add_argument("--model", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("-o", "--output", required=True, help=".onnx file to write")
+    p.add_argument("--head", choices=("labels", "logits"), default="labels",
+                   help="labels: arg-max in the graph, uint8 mask out (default); logits: float32 scores")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
+    p.add_argument("--check", type=int, default=3, help="random inputs for the parity check (0: none)")
+    _stand_in_options(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("labels", help="list the built-in label sets")
     p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")

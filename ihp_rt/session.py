@@ -15,7 +15,7 @@ import numpy as np
 
 from ihp_rt.backends.base import Backend
 from ihp_rt.clicks import Click, make_click
-from ihp_rt.errors import BackendError, InputError
+from ihp_rt.errors import InputError
 from ihp_rt.geometry import Letterbox, prepare_image
 from ihp_rt.images import check_image
 from ihp_rt.labels import LabelSet
@@ -23,9 +23,6 @@ from ihp_rt.spec import ModelSpec
 
 if TYPE_CHECKING:
     from ihp_rt.model.checkpoint import Checkpoint
-
-BACKENDS = ("torch",)
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -46,17 +43,12 @@ class Session:
         self._clicks: list[Click] = []
 
     @classmethod
-    def open(cls, model: str | Path | Checkpoint, backend: str = "torch", device: str = "cpu") -> Session:
-        """Open a model file (or a loaded checkpoint) on the named backend."""
-        if backend not in BACKENDS:
-            raise BackendError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-        # torch is imported here, not at module level, so `import ihp_rt` stays light.
-        from ihp_rt.backends.torch_backend import TorchBackend
-        from ihp_rt.model.checkpoint import Checkpoint, load_checkpoint
+    def open(cls, model: str | Path | Checkpoint, backend: str = "auto", device: str | None = None,
+             threads: int | None = None) -> Session:
+        """Open a checkpoint (.pt), an exported .onnx file or a loaded Checkpoint."""
+        from ihp_rt.backends import open_backend
 
-        checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
-
-        return cls(TorchBackend(checkpoint, device))
+        return cls(open_backend(model, backend, device, threads))
 
     @property
     def spec(self) -> ModelSpec:

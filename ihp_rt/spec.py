@@ -12,6 +12,10 @@ from ihp_rt.errors import ModelError
 from ihp_rt.labels import LabelSet, get_label_set
 
 SPEC_VERSION = 1
+# Keys of the ONNX metadata_props an exported model carries (see export/to_onnx.py).
+ONNX_SPEC_KEY = "ihp_rt.spec"
+ONNX_OUTPUT_KEY = "ihp_rt.output"
+ONNX_VERSION_KEY = "ihp_rt.version"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -36,7 +36,7 @@ def test_predict_matches_the_hand_written_pipeline(session, tiny_checkpoint, pho
     session.add_click(40, 100, 5)
     pred = session.predict()
     assert pred.labels.shape == (120, 80) and pred.labels.dtype == np.uint8
-    assert pred.backend == "torch" and pred.latency_ms > 0
+    assert pred.backend == "torch-cpu" and pred.latency_ms > 0
     assert [c.label for c in pred.clicks] == [2, 5]
     assert np.array_equal(pred.labels, reference_mask(tiny_checkpoint, photo, pred.clicks))
 

@@ -14,12 +14,11 @@ class TorchBackend:
     """Keeps one (1, 3 + C, S, S) input tensor on the device; the image part is written once
     per image and the click maps are re-encoded into the rest of it on every predict."""
 
-    name = "torch"
-
     def __init__(self, checkpoint: Checkpoint, device: str = "cpu") -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError("backend 'torch' on CUDA needs a CUDA build of PyTorch and a GPU; none found")
         self.device = torch.device(device)
+        self.name = f"torch-{self.device.type}"
         self.spec = checkpoint.spec
         self.model = checkpoint.model.to(self.device).eval()
         size = self.spec.input_size

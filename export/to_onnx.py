@@ -1,0 +1,77 @@
+"""PyTorch checkpoint -> checked, simplified ONNX file that carries its own ModelSpec.
+
+The graph takes one input, ``input`` (N, 3 + C, H, W) float32 = normalised RGB followed by the
+C click maps, laid out exactly like the buffer a backend fills (RGB once per image, maps per
+click). With ``output="labels"`` the arg-max is inside the graph and only a uint8 mask
+(N, H, W) leaves the engine; ``output="logits"`` keeps the float32 (N, C, H, W) logits.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from ihp_rt import __version__
+from ihp_rt.model.checkpoint import Checkpoint
+from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ONNX_VERSION_KEY
+
+OPSET = 18
+OUTPUTS = ("labels", "logits")
+
+
+class ExportWrapper(nn.Module):
+    """The network plus (optionally) the arg-max, as the exported graph computes it."""
+
+    def __init__(self, model: nn.Module, output: str = "labels") -> None:
+        super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.model, self.output = model, output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        return logits.argmax(1).to(torch.uint8) if self.output == "labels" else logits
+
+
+def export_onnx(checkpoint: Checkpoint, path: str | Path, output: str = "labels", simplify: bool = True,
+                opset: int = OPSET) -> Path:
+    """Export, check (checker + strict shape inference), simplify with onnxslim, stamp metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = checkpoint.spec
+    wrapper = ExportWrapper(checkpoint.model, output).eval()
+    example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
+    out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
+    tmp = path.with_name(path.name + ".tmp")
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript;
+        # this graph (convolutions, resize, arg-max) exports exactly with the former.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=[output],
+            dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, output: out_axes},
+        )
+    checkpoint.model.eval()  # export restores the wrapper's mode, which was never trained: be explicit
+    model = onnx.load(str(tmp))
+    tmp.unlink()
+    if simplify:
+        import onnxslim
+
+        model = onnxslim.slim(model)
+    onnx.checker.check_model(model, full_check=True)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    meta = {ONNX_SPEC_KEY: json.dumps(spec.to_dict()), ONNX_OUTPUT_KEY: output, ONNX_VERSION_KEY: __version__}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name, model.producer_version = "ihp-rt", __version__
+    model.doc_string = f"ihp-rt IHP model: DeepLabV3+ {spec.backbone}, {spec.labels.name} labels"
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return path

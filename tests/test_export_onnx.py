@@ -1,0 +1,124 @@
+"""ONNX export and the ONNX Runtime backend: the .onnx file alone must reproduce PyTorch."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from ihp_rt.export import export_onnx
+
+from ihp_rt.backends import open_backend
+from ihp_rt.cli import main
+from ihp_rt.errors import BackendError, ModelError
+from ihp_rt.model import Checkpoint, build_model, save_checkpoint
+from ihp_rt.session import Session
+from ihp_rt.spec import ONNX_SPEC_KEY, ModelSpec
+
+from .conftest import random_clicks
+
+
+@pytest.fixture(scope="module")
+def onnx_path(tiny_checkpoint, tmp_path_factory):
+    return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def test_exported_file_is_checked_and_self_describing(onnx_path, tiny_checkpoint) -> None:
+    model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model, full_check=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert ModelSpec.from_dict(json.loads(meta[ONNX_SPEC_KEY])) == tiny_checkpoint.spec
+    assert meta["ihp_rt.output"] == "labels"
+    (inp,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims == ["batch", 23, "height", "width"]
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert {n.op_type for n in model.graph.node} >= {"ArgMax", "Conv", "Resize"}
+
+
+def test_dynamic_batch_and_size(onnx_path, tiny_checkpoint, rng) -> None:
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((2, 23, 75, 131)).astype(np.float32)
+    (labels,) = sess.run(None, {"input": x})
+    assert labels.shape == (2, 75, 131) and labels.dtype == np.uint8
+    import torch
+
+    with torch.inference_mode():
+        ref = tiny_checkpoint.model(torch.from_numpy(x)).argmax(1).numpy()
+    assert (labels == ref).mean() >= 0.999
+
+
+def _session_pair(ckpt_or_path, onnx_file):
+    return Session.open(ckpt_or_path, backend="torch", device="cpu"), Session.open(onnx_file, backend="onnxruntime")
+
+
+def test_onnxruntime_session_matches_torch_on_random_images_and_clicks(onnx_path, tiny_checkpoint, rng) -> None:
+    torch_s, ort_s = _session_pair(tiny_checkpoint, onnx_path)
+    assert ort_s.backend.name == "onnxruntime-cpu" and ort_s.spec == torch_s.spec
+    worst = 1.0
+    for h, w in [(120, 80), (96, 96), (50, 300)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for s in (torch_s, ort_s):
+            s.set_image(image)
+        for x, y, label in random_clicks(rng, 6, 20, h, w):
+            masks = []
+            for s in (torch_s, ort_s):
+                s.add_click(int(x), int(y), int(label))
+                masks.append(s.predict().labels)
+            worst = min(worst, float((masks[0] == masks[1]).mean()))
+        ort_s.undo()
+        torch_s.undo()
+        worst = min(worst, float((torch_s.predict().labels == ort_s.predict().labels).mean()))
+    assert worst >= 0.999
+
+
+def test_logits_head_and_full_size_default_architecture(tmp_path, rng) -> None:
+    spec = ModelSpec()  # the default architecture at the paper's 473 px
+    ckpt = Checkpoint(build_model(spec, seed=5).eval(), spec)
+    path = export_onnx(ckpt, tmp_path / "logits.onnx", output="logits")
+    torch_s, ort_s = _session_pair(ckpt, path)
+    image = rng.integers(0, 256, (400, 300, 3), dtype=np.uint8)
+    for s in (torch_s, ort_s):
+        s.set_image(image)
+        for x, y, label in random_clicks(np.random.default_rng(3), 8, 20, 400, 300):
+            s.add_click(int(x), int(y), int(label))
+    assert (torch_s.predict().labels == ort_s.predict().labels).mean() >= 0.999
+
+
+def test_wrong_files_and_backends_are_clear_errors(onnx_path, tiny_checkpoint, tmp_path) -> None:
+    with pytest.raises(BackendError, match="needs a PyTorch checkpoint"):
+        open_backend(onnx_path, "torch")
+    pt = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
+    with pytest.raises(BackendError, match=r"needs an exported \.onnx model"):
+        open_backend(pt, "onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(BackendError, match="no CUDAExecutionProvider"):
+            open_backend(onnx_path, "onnxruntime", device="cuda")
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        open_backend(tmp_path / "bad.onnx")
+    plain = onnx.load(str(onnx_path))
+    del plain.metadata_props[:]
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ModelError, match="no ihp-rt metadata"):
+        open_backend(tmp_path / "plain.onnx")
+    with pytest.raises(ModelError, match="unsupported model file"):
+        open_backend(tmp_path / "model.engine")
+
+
+def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_checkpoint, capsys) -> None:
+    from .conftest import EXAMPLES
+
+    pt = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
+    onnx_file = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(pt), "-o", str(onnx_file), "--check", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "100.000 % of pixels equal" in out
+    args = ["predict", str(EXAMPLES / "astronaut.jpg"), "--clicks", str(EXAMPLES / "astronaut_clicks.json")]
+    assert main([*args, "-o", str(tmp_path / "a.png"), "--model", str(onnx_file)]) == 0
+    assert "on onnxruntime-cpu" in capsys.readouterr().out
+    assert main([*args, "-o", str(tmp_path / "b.png"), "--model", str(pt), "--backend", "torch"]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
+        assert (np.asarray(a) == np.asarray(b)).mean() >= 0.999
