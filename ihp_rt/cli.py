@@ -85,6 +85,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from ihp_rt.training.config import TrainConfig
+    from ihp_rt.training.trainer import train
+
+    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
+    for key in ("data", "out", "steps", "device", "backbone", "strategy"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    if args.time_limit is not None:
+        cfg.time_limit_min = args.time_limit
+    path = train(cfg)
+    print(f"wrote {path} (resume by running the same command again)")
+    return 0
+
+
 def cmd_labels(args: argparse.Namespace) -> int:
     from ihp_rt.labels import get_label_set, label_set_names
 
@@ -136,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", type=int, default=3, help="random inputs for the parity check (0: none)")
     _stand_in_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train", help="train an IHP model (resumes from OUT/last.pt if present)")
+    p.add_argument("--config", help="YAML file of TrainConfig options (configs/*.yaml)")
+    p.add_argument("--data", help="data folder (images/ + labels/ + manifest.json)")
+    p.add_argument("--out", help="run folder: checkpoints, log.csv, loss.png")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--time-limit", type=float, help="minutes of training before stopping (and saving)")
+    p.add_argument("--device", help="cpu or cuda")
+    p.add_argument("--backbone")
+    p.add_argument("--strategy", choices=("random", "near_edge", "random_only"))
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("labels", help="list the built-in label sets")
     p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")

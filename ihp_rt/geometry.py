@@ -65,8 +65,18 @@ def prepare_image(image: np.ndarray, spec: ModelSpec) -> tuple[Letterbox, np.nda
     rows, cols = box.inner
     shrink = rows < box.height
     resized = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    out = np.zeros((3, spec.input_size, spec.input_size), dtype=np.float32)
+    out[:, :rows, :cols] = normalize(resized, spec)
+    return box, out
+
+
+def normalize(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """(3, H, W) float32 network channels of an RGB uint8 (H, W, 3) image."""
     mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
     inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
-    out = np.zeros((3, spec.input_size, spec.input_size), dtype=np.float32)
-    out[:, :rows, :cols] = ((resized.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
-    return box, out
+    return ((image.astype(np.float32) - mean) * inv_std).transpose(2, 0, 1)
+
+
+def mean_colour(spec: ModelSpec) -> tuple[int, int, int]:
+    """The RGB colour that normalises to ~0: what letterbox padding looks like to the network."""
+    return tuple(round(m * 255) for m in spec.mean)

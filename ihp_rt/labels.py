@@ -100,6 +100,19 @@ class LabelSet:
         )
 
 
+def voc_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """The PASCAL VOC colour map (bit-interleaved ids), used for label sets read from manifests."""
+    out = []
+    for i in range(n):
+        r = g = b = 0
+        for bit in range(8):
+            r |= ((i >> (3 * bit)) & 1) << (7 - bit)
+            g |= ((i >> (3 * bit + 1)) & 1) << (7 - bit)
+            b |= ((i >> (3 * bit + 2)) & 1) << (7 - bit)
+        out.append((r, g, b))
+    return tuple(out)
+
+
 @cache
 def _builtin() -> dict[str, LabelSet]:
     raw = json.loads(resources.files("ihp_rt").joinpath("label_sets.json").read_text())
@@ -125,10 +138,49 @@ def label_set_names() -> list[str]:
 
 
 def get_label_set(name: str) -> LabelSet:
-    """A built-in label set by (case-insensitive) name: lip, cihp, ppp, helen, atr."""
+    """A built-in label set by (case-insensitive) name: lip, cihp, ppp, helen, atr, ccp, ..."""
     try:
         return _builtin()[name.lower()]
     except KeyError:
         raise InputError(
             f"unknown label set {name!r}; built-in: {', '.join(label_set_names())}"
         ) from None
+
+
+@dataclass(frozen=True)
+class LabelMapping:
+    """A merge of one label set into another as a 256-entry lookup table.
+
+    Source classes the merge does not list map to ``ignore`` (and so does ``ignore`` itself).
+    """
+
+    name: str
+    source: LabelSet
+    target: LabelSet
+    lut: np.ndarray
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        return self.lut[labels]
+
+
+@cache
+def _builtin_mappings() -> dict:
+    raw = json.loads(resources.files("ihp_rt").joinpath("label_maps.json").read_text())
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
+
+
+def label_mapping_names() -> list[str]:
+    return sorted(_builtin_mappings())
+
+
+def get_label_mapping(name: str, ignore: int = 255) -> LabelMapping:
+    """A built-in merge by name (e.g. ``ccp_coarse``: CCP's 59 classes into 15)."""
+    entry = _builtin_mappings().get(name.lower())
+    if entry is None:
+        raise InputError(f"unknown label mapping {name!r}; built-in: {', '.join(label_mapping_names())}")
+    source, target = get_label_set(entry["source"]), get_label_set(entry["target"])
+    lut = np.full(256, ignore, dtype=np.uint8)
+    for target_name, source_names in entry["merge"].items():
+        for source_name in source_names:
+            lut[source.label_id(source_name)] = target.label_id(target_name)
+    return LabelMapping(name.lower(), source, target, lut)

@@ -1,0 +1,1 @@
+"""Training: click-simulating data pipeline, balanced CE + SP-loss, the trainer."""

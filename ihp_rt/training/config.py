@@ -1,0 +1,79 @@
+"""Typed training configuration, loadable from YAML (unknown keys are an error, not ignored)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ihp_rt.errors import InputError
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the paper's recipe where it applies (SGD 7e-4, poly decay, Random-Sampling
+    with 1..15 extra clicks, SP-loss lambda 1, d_margin 10) at a CPU-friendly size."""
+
+    data: str = "../shared/data/ccp"
+    label_mapping: str | None = "ccp_coarse"  # merge of the data's classes; None: use them as they are
+    val_count: int = 64  # images held out for validation (a seeded split of the folder)
+    backbone: str = "mobilenetv3_large"
+    input_size: int = 473
+    crop: tuple[int, int] = (384, 256)  # (height, width) of training crops
+    scale: tuple[float, float] = (0.5, 1.5)
+    flip: bool = True
+    batch_size: int = 8
+    steps: int = 3000
+    time_limit_min: float | None = None  # stop (and save) after this many minutes of training
+    optimizer: str = "sgd"  # "sgd" (paper) or "adamw" (from scratch)
+    lr: float = 7e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    strategy: str = "random"  # random | near_edge | random_only
+    extra_clicks: tuple[int, int] = (1, 15)
+    sp_lambda: float | None = None  # None: 1 for random, 3 for near_edge (the paper's choice)
+    d_margin: int = 10
+    seed: int = 0
+    workers: int = 1
+    threads: int | None = None
+    device: str = "cpu"
+    checkpoint_every: int = 50
+    val_every: int = 0  # steps between validations (0: only at the end)
+    val_corrections: int = 5
+    out: str = "runs/train"
+    model_version: str = "dev"
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def effective_sp_lambda(self) -> float:
+        if self.sp_lambda is not None:
+            return self.sp_lambda
+        return 3.0 if self.strategy == "near_edge" else 1.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise InputError(f"unknown training option(s): {', '.join(unknown)}")
+        values = {}
+        for key, value in d.items():
+            default = known[key].default
+            values[key] = tuple(value) if isinstance(default, tuple) and value is not None else value
+        return cls(**values)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        try:
+            doc = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise InputError(f"cannot read training config {path}: {e}") from None
+        if not isinstance(doc, dict):
+            raise InputError(f"training config {path} must be a mapping of options")
+        return cls.from_dict(doc)

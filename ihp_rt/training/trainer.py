@@ -1,0 +1,186 @@
+"""The training loop: checkpoints often, resumes where it stopped, logs and plots losses.
+
+``out/last.pt`` is a normal self-describing checkpoint (it opens in a Session);
+``out/resume.pt`` holds the optimiser state and step. Both are written atomically every
+``checkpoint_every`` steps, so an interruption loses at most that many steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ihp_rt.data.folder import FolderDataset
+from ihp_rt.errors import InputError
+from ihp_rt.evaluation import interactive_run, mean_iou
+from ihp_rt.labels import get_label_mapping
+from ihp_rt.model import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from ihp_rt.session import Session
+from ihp_rt.spec import ModelSpec
+from ihp_rt.training.config import TrainConfig
+from ihp_rt.training.dataset import IGNORE, Augment, ClickTrainingSet
+from ihp_rt.training.losses import balanced_cross_entropy, sp_loss
+
+LOG_FIELDS = ("step", "seconds", "lr", "loss", "ce", "sp")
+
+
+def split_names(dataset: FolderDataset, val_count: int, seed: int) -> tuple[list[str], list[str]]:
+    """A seeded random train/validation split by name (never by folder order)."""
+    names = sorted(dataset.names)
+    order = np.random.default_rng(seed).permutation(len(names))
+    val = sorted(names[i] for i in order[:val_count])
+    train = sorted(names[i] for i in order[val_count:])
+    return train, val
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise InputError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+
+
+def poly_lr(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """Poly decay over whichever budget -- steps or wall time -- will run out first."""
+    progress = step / cfg.steps
+    if cfg.time_limit_min:
+        progress = max(progress, seconds / (cfg.time_limit_min * 60))
+    return cfg.lr * (1 - min(progress, 1.0)) ** cfg.poly_power
+
+
+def validate(checkpoint: Checkpoint, dataset: FolderDataset, corrections: int, seed: int) -> dict:
+    """Data-set mIoU (accumulated confusion) after the initial clicks and after k corrections."""
+    session = Session.open(checkpoint, backend="torch", device="cpu")
+    rng = np.random.default_rng(seed)
+    total = None
+    for i in range(len(dataset)):
+        confusions, _ = interactive_run(session, dataset[i], corrections, rng, IGNORE)
+        stacked = np.stack(confusions)
+        total = stacked if total is None else total + stacked
+    return {f"miou@{k}": mean_iou(total[k]) for k in range(len(total))}
+
+
+def plot_losses(log_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with log_path.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    steps = np.array([int(r["step"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss", "ce", "sp"):
+        values = np.array([float(r[key]) for r in rows])
+        window = max(1, len(values) // 50)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, label=f"{key} (mean of {window})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("ihp-rt training losses")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) into ``cfg.out``; returns the path of the final checkpoint."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    mapping = get_label_mapping(cfg.label_mapping) if cfg.label_mapping else None
+    folder = FolderDataset(cfg.data, mapping)
+    train_names, val_names = split_names(folder, cfg.val_count, cfg.seed)
+    spec = ModelSpec(labels=folder.label_set, backbone=cfg.backbone, input_size=cfg.input_size,
+                     model_version=cfg.model_version)
+    last, resume = out / "last.pt", out / "resume.pt"
+    step, elapsed = 0, 0.0
+    if last.is_file() and resume.is_file():
+        checkpoint = load_checkpoint(last)
+        state = torch.load(resume, weights_only=True)
+        if checkpoint.spec != spec or state["step"] != checkpoint.training.get("step"):
+            raise InputError(f"{out} holds a run of another configuration; choose a new --out")
+        model = checkpoint.model.train()
+        optimizer = make_optimizer(model, cfg)
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["seconds"]
+        print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained)")
+    else:
+        model = build_model(spec, seed=cfg.seed).train()
+        optimizer = make_optimizer(model, cfg)
+    # channels-last makes the CPU (oneDNN) convolutions about 20 % faster here, and suits GPUs too.
+    model.to(cfg.device, memory_format=torch.channels_last)
+
+    samples = ClickTrainingSet(folder.subset(train_names), spec, Augment(cfg.crop, cfg.scale, cfg.flip),
+                               cfg.strategy, cfg.extra_clicks, cfg.d_margin, cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed + step)
+    loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=cfg.workers, generator=generator,
+                                         persistent_workers=cfg.workers > 0)
+    log_path = out / "log.csv"
+    new_log = not log_path.is_file() or step == 0
+    log_file = log_path.open("w" if new_log else "a", newline="")
+    log = csv.DictWriter(log_file, LOG_FIELDS)
+    if new_log:
+        log.writeheader()
+    sp_lambda = cfg.effective_sp_lambda
+
+    def save() -> None:
+        torch.save({"step": step, "seconds": elapsed, "optimizer": optimizer.state_dict()}, resume.with_suffix(".tmp"))
+        resume.with_suffix(".tmp").replace(resume)
+        save_checkpoint(last, model, spec, {"step": step, "seconds": round(elapsed, 1), "config": cfg.to_dict(),
+                                            "train_images": len(train_names), "val_names": val_names})
+        log_file.flush()
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
+    started = time.monotonic() - elapsed
+    stop = False
+    while step < cfg.steps and not stop:
+        for x, labels, clicks in loader:
+            lr = poly_lr(cfg, step, elapsed)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = x.to(cfg.device, memory_format=torch.channels_last)
+            labels, clicks = labels.to(cfg.device), clicks.to(cfg.device)
+            logits, features = model(x, return_features=True)
+            ce = balanced_cross_entropy(logits, labels, clicks)
+            sp = sp_loss(features, labels, clicks) if sp_lambda > 0 else ce * 0
+            loss = ce + sp_lambda * sp
+            if not math.isfinite(loss.item()):
+                raise RuntimeError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            elapsed = time.monotonic() - started
+            log.writerow({"step": step, "seconds": round(elapsed, 1), "lr": f"{lr:.3g}", "loss": f"{loss.item():.4f}",
+                          "ce": f"{ce.item():.4f}", "sp": f"{sp.item():.4f}"})
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", ce=f"{ce.item():.3f}", sp=f"{sp.item():.3f}")
+            if step % cfg.checkpoint_every == 0:
+                save()
+            if cfg.val_every and step % cfg.val_every == 0:
+                model.eval()
+                scores = validate(Checkpoint(model, spec), folder.subset(val_names[:16]), cfg.val_corrections, 0)
+                model.train()
+                tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+            if step >= cfg.steps or (cfg.time_limit_min and elapsed >= cfg.time_limit_min * 60):
+                stop = True
+                break
+    bar.close()
+    save()
+    log_file.close()
+    plot_losses(log_path, out / "loss.png")
+    return last
