@@ -100,6 +100,89 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from ihp_rt.evaluation.examples import save_example
+    from ihp_rt.evaluation.runner import evaluate, markdown, plot
+    from ihp_rt.session import Session
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = args.model or [None]
+    backends = args.backend or ["auto"]
+    results = []
+    for model_arg in models:
+        is_onnx = model_arg is not None and Path(model_arg).suffix.lower() == ".onnx"
+        model = model_arg if is_onnx else _open_checkpoint(model_arg, "mobilenetv3_large", "lip")
+        for backend in backends:
+            session = Session.open(model, backend=backend, threads=args.threads)
+            dataset = _eval_dataset(args, session.labels)
+            name = Path(model_arg).stem if model_arg else "default"
+            runs = [("central", f"{name} [{session.backend.name}]")]
+            if args.baselines:
+                runs.append(("none", f"{name} [{session.backend.name}] RGB-only init"))
+            for initial, label in runs:
+                saved = []
+
+                def keep(index, sample, run, label=label, saved=saved, labels=session.labels,
+                         ignore=dataset.ignore_index):
+                    if len(saved) < args.save_examples:
+                        k = len(run.predictions) - 1
+                        title = f"{sample.name}: {label}, {len(run.clicks)} clicks ({k} corrections)"
+                        saved.append(save_example(out / "examples" / f"{_slug(label)}_{sample.name}.png",
+                                                  sample.image, run.predictions[-1], sample.labels, run.clicks,
+                                                  labels, ignore, title))
+
+                result = evaluate(session, dataset, args.max_clicks, args.standard, args.seed, initial,
+                                  desc=label, on_image=keep)
+                result.update(label=label, model=model_arg or "default", data=str(args.data))
+                results.append(result)
+                print(f"{label}: mIoU {100 * result['miou'][0]:.1f} -> {100 * result['miou'][-1]:.1f} "
+                      f"after {args.max_clicks} clicks; Add. {result['add']:.2f}, Avg. {result['avg']:.2f}")
+    report = {
+        "data": str(args.data), "images": results[0]["images"], "max_corrections": args.max_clicks,
+        "standard": args.standard, "seed": args.seed,
+        "convention": "miou[k]: data-set mIoU from one confusion matrix accumulated over all images after k "
+                      "correction clicks; miou_per_image_mean: mean of per-image mIoUs; add: mean correction "
+                      "clicks to reach the standard (per-image mIoU), capped at max_corrections; avg: total "
+                      "clicks (initial + corrections) / total part classes present; near-edge figures within "
+                      "5 px of ground-truth part boundaries, [after initialisation, after the last click]",
+        "runs": results,
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=1))
+    (out / "eval.md").write_text(markdown(results))
+    plot(results, out / "miou_vs_clicks.png")
+    print(markdown(results))
+    print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, {out / 'miou_vs_clicks.png'}")
+    return 0
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+
+
+def _eval_dataset(args: argparse.Namespace, model_labels):
+    from ihp_rt.data.folder import FolderDataset
+    from ihp_rt.errors import InputError
+    from ihp_rt.labels import get_label_mapping, label_mapping_names
+
+    data = FolderDataset(args.data)
+    if data.label_set.names != model_labels.names:
+        matches = [m for m in map(get_label_mapping, label_mapping_names())
+                   if m.target.names == model_labels.names and m.source.names == data.label_set.names]
+        if not matches:
+            raise InputError(f"the data's {data.label_set.num_classes} classes differ from the model's "
+                             f"{model_labels.num_classes} ({model_labels.name}) and no label mapping links them")
+        data = FolderDataset(args.data, matches[0])
+    if args.names:
+        names = [n.strip() for n in Path(args.names).read_text().splitlines() if n.strip()]
+        data = data.subset(names)
+    if args.limit:
+        data = data.subset(data.names[: args.limit])
+    return data
+
+
 def cmd_labels(args: argparse.Namespace) -> int:
     from ihp_rt.labels import get_label_set, label_set_names
 
@@ -162,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone")
     p.add_argument("--strategy", choices=("random", "near_edge", "random_only"))
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="the paper's interactive protocol: mIoU vs. clicks, Add., Avg.")
+    p.add_argument("--data", required=True, help="data folder (images/ + labels/ + manifest.json)")
+    p.add_argument("--model", action="append", help="checkpoint or .onnx; repeat to compare (default: shipped)")
+    p.add_argument("--backend", action="append", choices=BACKENDS, help="repeat to compare engines")
+    p.add_argument("--standard", type=float, default=85.0, help="mIoU (%%) an image must reach (default 85)")
+    p.add_argument("--max-clicks", type=int, default=20, help="correction clicks per image (default 20)")
+    p.add_argument("--names", help="file of image names (one per line) to evaluate, e.g. a held-out split")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--baselines", action="store_true", help="also run the RGB-only initialisation baseline")
+    p.add_argument("--save-examples", type=int, default=0, metavar="N", help="write N side-by-side PNGs per run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", required=True, help="folder for eval.json, eval.md, miou_vs_clicks.png")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("labels", help="list the built-in label sets")
     p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ihp_rt.clicks import Click
+from ihp_rt.edges import edge_band
 
 N_CANDIDATES = 5
 D_MARGIN = 10
@@ -109,18 +110,6 @@ def random_extra_clicks(labels: np.ndarray, rng: np.random.Generator, count: int
     """Random-Sampling: extra clicks anywhere, labelled by the ground truth (paper's best)."""
     allowed = np.ones(labels.shape, bool) if ignore is None else labels != ignore
     return _sample_extra(labels, allowed, count, rng, background_range)
-
-
-def edge_band(labels: np.ndarray, d_margin: int, ignore: int | None = None) -> np.ndarray:
-    """Pixels within ``d_margin`` px of a boundary between two different labels."""
-    edge = np.zeros(labels.shape, bool)
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[:, :-1] |= labels[:, 1:] != labels[:, :-1]
-    edge[1:] |= labels[1:] != labels[:-1]
-    edge[:-1] |= labels[1:] != labels[:-1]
-    dist = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    band = dist <= d_margin
-    return band if ignore is None else band & (labels != ignore)
 
 
 def near_edge_extra_clicks(labels: np.ndarray, rng: np.random.Generator, count: int, ignore: int | None = None,

@@ -64,10 +64,11 @@ def test_confusion_and_iou_by_hand() -> None:
 def test_perfect_predictor_needs_no_correction_clicks() -> None:
     truth = toy_truth()
     backend = OracleBackend(truth)
-    confusions, clicks = interactive_run(Session(backend), Sample("t", np.zeros((64, 64, 3), np.uint8), truth), 5,
-                                         np.random.default_rng(0))
-    assert len(confusions) == 6 and all(mean_iou(c) == 1.0 for c in confusions)
-    assert sorted(c.label for c in clicks) == [1, 2, 3]  # initial central clicks only, no background
+    run = interactive_run(Session(backend), Sample("t", np.zeros((64, 64, 3), np.uint8), truth), 5,
+                          np.random.default_rng(0))
+    assert len(run.predictions) == 6 and all(np.array_equal(p, truth) for p in run.predictions)
+    assert sorted(c.label for c in run.clicks) == [1, 2, 3]  # initial central clicks only, no background
+    assert run.initial_clicks == 3
     assert backend.calls == 1
 
 
@@ -75,10 +76,10 @@ def test_correction_clicks_improve_a_click_follower() -> None:
     truth = toy_truth()
     backend = NearestClickBackend(truth)
     sample = Sample("t", np.zeros((64, 64, 3), np.uint8), truth)
-    confusions, clicks = interactive_run(Session(backend), sample, 8, np.random.default_rng(0))
-    mious = [mean_iou(c) for c in confusions]
-    assert len(clicks) == 3 + 8
-    assert all(truth[c.y, c.x] == c.label for c in clicks)
+    run = interactive_run(Session(backend), sample, 8, np.random.default_rng(0))
+    mious = [mean_iou(confusion_matrix(p, truth, 4)) for p in run.predictions]
+    assert len(run.clicks) == 3 + 8
+    assert all(truth[c.y, c.x] == c.label for c in run.clicks)
     assert mious[-1] > mious[0] + 0.1
-    again, _ = interactive_run(Session(NearestClickBackend(truth)), sample, 8, np.random.default_rng(0))
-    assert all(np.array_equal(a, b) for a, b in zip(confusions, again, strict=True))  # seeded: deterministic
+    again = interactive_run(Session(NearestClickBackend(truth)), sample, 8, np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(run.predictions, again.predictions, strict=True))

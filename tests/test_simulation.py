@@ -4,11 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
+from ihp_rt.edges import edge_band
 from ihp_rt.simulation import (
     background_click,
     central_clicks,
     correction_click,
-    edge_band,
     farthest_of_candidates,
     near_edge_extra_clicks,
     random_component_clicks,

@@ -18,13 +18,13 @@ from tqdm import tqdm
 
 from ihp_rt.data.folder import FolderDataset
 from ihp_rt.errors import InputError
-from ihp_rt.evaluation import interactive_run, mean_iou
+from ihp_rt.evaluation import evaluate
 from ihp_rt.labels import get_label_mapping
 from ihp_rt.model import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ihp_rt.session import Session
 from ihp_rt.spec import ModelSpec
 from ihp_rt.training.config import TrainConfig
-from ihp_rt.training.dataset import IGNORE, Augment, ClickTrainingSet
+from ihp_rt.training.dataset import Augment, ClickTrainingSet
 from ihp_rt.training.losses import balanced_cross_entropy, sp_loss
 
 LOG_FIELDS = ("step", "seconds", "lr", "loss", "ce", "sp")
@@ -58,13 +58,8 @@ def poly_lr(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
 def validate(checkpoint: Checkpoint, dataset: FolderDataset, corrections: int, seed: int) -> dict:
     """Data-set mIoU (accumulated confusion) after the initial clicks and after k corrections."""
     session = Session.open(checkpoint, backend="torch", device="cpu")
-    rng = np.random.default_rng(seed)
-    total = None
-    for i in range(len(dataset)):
-        confusions, _ = interactive_run(session, dataset[i], corrections, rng, IGNORE)
-        stacked = np.stack(confusions)
-        total = stacked if total is None else total + stacked
-    return {f"miou@{k}": mean_iou(total[k]) for k in range(len(total))}
+    result = evaluate(session, dataset, corrections, seed=seed, progress=False)
+    return {f"miou@{k}": v for k, v in enumerate(result["miou"])}
 
 
 def plot_losses(log_path: Path, png_path: Path) -> None:

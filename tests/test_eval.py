@@ -1,0 +1,150 @@
+"""Evaluation figures on toy sets where Add. and Avg. are known, and the `ihp-rt eval` command."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ihp_rt.cli import main
+from ihp_rt.data import Sample
+from ihp_rt.evaluation.runner import evaluate
+from ihp_rt.labels import get_label_set
+from ihp_rt.model import save_checkpoint
+from ihp_rt.session import Session
+
+from .test_protocol import SPEC, NearestClickBackend, OracleBackend, toy_truth
+
+
+class ListData:
+    label_set = SPEC.labels
+    ignore_index = 255
+
+    def __init__(self, truths: list[np.ndarray]) -> None:
+        self.samples = [Sample(f"s{i}", np.zeros((*t.shape, 3), np.uint8), t) for i, t in enumerate(truths)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+
+class SwitchingBackend(OracleBackend):
+    """Wrong (all background) until it has seen ``need`` clicks, then perfect."""
+
+    def __init__(self, truths: list[np.ndarray], need: int) -> None:
+        super().__init__(truths[0])
+        self.truths, self.need, self.image = truths, need, -1
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.image += 1
+
+    def predict(self, clicks: np.ndarray) -> np.ndarray:
+        truth = self.truths[self.image]
+        return truth if len(clicks) >= self.need else np.zeros_like(truth)
+
+
+def two_images() -> list[np.ndarray]:
+    a = toy_truth()  # 3 parts, 3 components
+    b = np.zeros((64, 64), np.uint8)
+    b[10:20, 10:20] = 1
+    b[40:50, 40:50] = 1  # 1 part, 2 components
+    b[0:3, :] = 255
+    return [a, b]
+
+
+def test_perfect_predictor_add_zero_avg_is_initial_clicks_per_part() -> None:
+    truths = two_images()
+    backend = OracleBackend(truths[0])
+    backend.predict = lambda clicks: truths[backend.calls - 1]  # one predict per image for a perfect run
+
+    def counting_set_image(image, b=backend):
+        b.calls += 1
+
+    backend.set_image = counting_set_image
+    result = evaluate(Session(backend), ListData(truths), max_corrections=4, standard=85, progress=False)
+    assert result["add"] == 0 and result["failures"] == []
+    assert result["avg"] == pytest.approx((3 + 2) / (3 + 1))
+    assert result["miou"] == [1.0] * 5 and result["boundary_f"] == [1.0, 1.0]
+
+
+def test_add_and_avg_by_hand_when_a_few_corrections_are_needed() -> None:
+    truths = two_images()
+    # image a: 3 initial clicks, perfect from 5 clicks -> 2 corrections; image b: 2 initial -> 3 corrections
+    result = evaluate(Session(SwitchingBackend(truths, need=5)), ListData(truths), max_corrections=6, standard=85,
+                      progress=False)
+    assert result["add"] == pytest.approx((2 + 3) / 2)
+    assert result["avg"] == pytest.approx((5 + 5) / (3 + 1))
+    # never reaching the standard counts at the cap and is reported
+    capped = evaluate(Session(SwitchingBackend(truths, need=99)), ListData(truths), max_corrections=3, standard=85,
+                      progress=False)
+    assert capped["add"] == 3 and capped["failures"] == ["s0", "s1"]
+    assert capped["avg"] == pytest.approx((3 + 3 + 2 + 3) / 4)
+
+
+def test_rgb_only_initialisation_starts_without_clicks() -> None:
+    truths = two_images()
+    result = evaluate(Session(NearestClickBackend(truths[0])), ListData(truths[:1]), max_corrections=5,
+                      initial="none", progress=False)
+    assert result["initial"] == "none" and len(result["miou"]) == 6
+    assert result["miou"][0] < result["miou"][-1]
+
+
+@pytest.fixture
+def lip_folder(tmp_path):
+    """A tiny generic data folder (images/ + labels/ + manifest.json) in the LIP label set."""
+    lip = get_label_set("lip")
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "labels").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        labels = np.zeros((80, 60), np.uint8)
+        labels[10:30, 15:45] = 2
+        labels[30:70, 10:50] = 5
+        Image.fromarray(rng.integers(0, 256, (80, 60, 3), dtype=np.uint8)).save(tmp_path / "data/images" / f"p{i}.jpg")
+        Image.fromarray(labels).save(tmp_path / "data/labels" / f"p{i}.png")
+    manifest = {"classes": {str(i): n for i, n in enumerate(lip.names)}, "ignore_index": 255}
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path / "data"
+
+
+def test_eval_command_writes_json_markdown_plot_and_examples(lip_folder, tiny_checkpoint, tmp_path, capsys) -> None:
+    model = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
+    out = tmp_path / "eval"
+    argv = ["eval", "--data", str(lip_folder), "--model", str(model), "--max-clicks", "3", "--out", str(out),
+            "--baselines", "--save-examples", "1", "--standard", "80"]
+    assert main(argv) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["images"] == 3 and report["standard"] == 80 and "accumulated" in report["convention"]
+    central, baseline = report["runs"]
+    assert central["initial"] == "central" and baseline["initial"] == "none"
+    for run in report["runs"]:
+        assert len(run["miou"]) == 4 and all(0 <= v <= 1 for v in run["miou"])
+        assert 0 <= run["add"] <= 3 and run["avg"] > 0
+        assert set(run["per_class_iou"]) == set(get_label_set("lip").names)
+    assert "| run | mIoU@0 | mIoU@1 | mIoU@3 | Add.@80 | Avg.@80 |" in (out / "eval.md").read_text()
+    with Image.open(out / "miou_vs_clicks.png") as im:
+        assert im.size[0] > 400
+    assert len(list((out / "examples").glob("*.png"))) == 2
+    names = tmp_path / "names.txt"
+    names.write_text("p1\n")
+    assert main([*argv[:-4], "--names", str(names), "--out", str(tmp_path / "e2")]) == 0
+    assert json.loads((tmp_path / "e2" / "eval.json").read_text())["images"] == 1
+    capsys.readouterr()
+
+
+def test_boundary_f_and_near_edge_band_by_hand() -> None:
+    from ihp_rt.evaluation.metrics import boundary_counts, boundary_f, near_edge_band
+
+    truth = np.zeros((40, 40), np.uint8)
+    truth[:, 20:] = 1
+    near = np.zeros_like(truth)
+    near[:, 23:] = 1  # boundary 3 px off: within the 5 px tolerance
+    far = np.zeros_like(truth)
+    far[:, 30:] = 1  # 10 px off
+    assert boundary_f(boundary_counts(near, truth)) == 1.0
+    assert boundary_f(boundary_counts(far, truth)) == 0.0
+    assert boundary_f(boundary_counts(np.zeros_like(truth), truth)) == 0.0
+    band = near_edge_band(truth)
+    assert band[:, 15:25].all() and not band[:, :14].any() and not band[:, 26:].any()
