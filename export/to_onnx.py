@@ -8,6 +8,7 @@ click). With ``output="labels"`` the arg-max is inside the graph and only a uint
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -18,33 +19,42 @@ from torch import nn
 
 from ihp_rt import __version__
 from ihp_rt.model.checkpoint import Checkpoint
-from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ONNX_VERSION_KEY
+from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_PRECISION_KEY, ONNX_SPEC_KEY, ONNX_VERSION_KEY
 
 OPSET = 18
 OUTPUTS = ("labels", "logits")
+PRECISIONS = ("fp32", "fp16")
 
 
 class ExportWrapper(nn.Module):
-    """The network plus (optionally) the arg-max, as the exported graph computes it."""
+    """The network plus (optionally) the arg-max, as the exported graph computes it.
 
-    def __init__(self, model: nn.Module, output: str = "labels") -> None:
+    With ``half`` the graph computes in FP16 but keeps float32 input (and float32 logits), so
+    callers fill the same buffer whatever the precision. TensorRT 11 takes precision from the
+    graph (strong typing), so this is how an FP16 engine is made.
+    """
+
+    def __init__(self, model: nn.Module, output: str = "labels", half: bool = False) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.model, self.output = model, output
+        self.model = copy.deepcopy(model).half() if half else model
+        self.output, self.half = output, half
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.model(x)
-        return logits.argmax(1).to(torch.uint8) if self.output == "labels" else logits
+        logits = self.model(x.half() if self.half else x)
+        return logits.argmax(1).to(torch.uint8) if self.output == "labels" else logits.float()
 
 
 def export_onnx(checkpoint: Checkpoint, path: str | Path, output: str = "labels", simplify: bool = True,
-                opset: int = OPSET) -> Path:
+                opset: int = OPSET, precision: str = "fp32") -> Path:
     """Export, check (checker + strict shape inference), simplify with onnxslim, stamp metadata."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = checkpoint.spec
-    wrapper = ExportWrapper(checkpoint.model, output).eval()
+    wrapper = ExportWrapper(checkpoint.model, output, half=precision == "fp16").eval()
     example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
     tmp = path.with_name(path.name + ".tmp")
@@ -66,12 +76,13 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, output: str = "labels"
         model = onnxslim.slim(model)
     onnx.checker.check_model(model, full_check=True)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    meta = {ONNX_SPEC_KEY: json.dumps(spec.to_dict()), ONNX_OUTPUT_KEY: output, ONNX_VERSION_KEY: __version__}
+    meta = {ONNX_SPEC_KEY: json.dumps(spec.to_dict()), ONNX_OUTPUT_KEY: output, ONNX_VERSION_KEY: __version__,
+            ONNX_PRECISION_KEY: precision}
     del model.metadata_props[:]
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name, model.producer_version = "ihp-rt", __version__
-    model.doc_string = f"ihp-rt IHP model: DeepLabV3+ {spec.backbone}, {spec.labels.name} labels"
+    model.doc_string = f"ihp-rt IHP model: DeepLabV3+ {spec.backbone}, {spec.labels.name} labels, {precision}"
     onnx.save(model, str(tmp))
     tmp.replace(path)
     return path

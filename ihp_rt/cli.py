@@ -20,6 +20,13 @@ UNTRAINED_BANNER = """\
 ################################################################################"""
 
 
+def _model_arg(model: str | None, backbone: str = "mobilenetv3_large", label_set: str = "lip"):
+    """An exported file (.onnx / .engine) as a path; anything else as a loaded checkpoint."""
+    if model is not None and Path(model).suffix.lower() in (".onnx", ".engine"):
+        return model
+    return _open_checkpoint(model, backbone, label_set)
+
+
 def _open_checkpoint(model: str | None, backbone: str, label_set: str):
     from ihp_rt.labels import get_label_set
     from ihp_rt.model import Checkpoint, build_model, load_checkpoint
@@ -40,9 +47,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ihp_rt.session import Session
 
     image = read_image(args.image)
-    is_onnx = args.model is not None and Path(args.model).suffix.lower() == ".onnx"
-    model = args.model if is_onnx else _open_checkpoint(args.model, args.backbone, args.label_set)
-    session = Session.open(model, backend=args.backend, device=args.device, threads=args.threads)
+    model = _model_arg(args.model, args.backbone, args.label_set)
+    session = Session.open(model, backend=args.backend, device=args.device, threads=args.threads, half=args.half)
+    print(f"backend: {session.backend.name} ({session.backend.choice})")
     clicks = load_clicks(args.clicks, session.labels, image.shape[:2])
     session.set_image(image)
     for c in clicks:
@@ -66,8 +73,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ihp_rt.export import export_onnx
 
     checkpoint = _open_checkpoint(args.model, args.backbone, args.label_set)
-    path = export_onnx(checkpoint, args.output, output=args.head, simplify=not args.no_simplify)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.head} output, spec in metadata)")
+    path = export_onnx(checkpoint, args.output, output=args.head, simplify=not args.no_simplify,
+                       precision=args.precision)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, {args.head} output, "
+          "spec in metadata)")
     # Parity check right after export: the .onnx alone must reproduce the PyTorch masks.
     rng = np.random.default_rng(0)
     torch_backend, ort_backend = open_backend(checkpoint, "torch", "cpu"), open_backend(path, "onnxruntime", "cpu")
@@ -113,8 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["auto"]
     results = []
     for model_arg in models:
-        is_onnx = model_arg is not None and Path(model_arg).suffix.lower() == ".onnx"
-        model = model_arg if is_onnx else _open_checkpoint(model_arg, "mobilenetv3_large", "lip")
+        model = _model_arg(model_arg)
         for backend in backends:
             session = Session.open(model, backend=backend, threads=args.threads)
             dataset = _eval_dataset(args, session.labels)
@@ -183,6 +191,15 @@ def _eval_dataset(args: argparse.Namespace, model_labels):
     return data
 
 
+def cmd_build_engine(args: argparse.Namespace) -> int:
+    from ihp_rt.export.to_tensorrt import build_engine
+
+    path = build_engine(args.onnx, args.output, fp16=args.fp16, workspace_gib=args.workspace,
+                        timing_cache=args.timing_cache)
+    print(f"engine {path} (sidecar {path.name}.json records TensorRT version, GPU and ONNX hash)")
+    return 0
+
+
 def cmd_labels(args: argparse.Namespace) -> int:
     from ihp_rt.labels import get_label_set, label_set_names
 
@@ -222,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference engine (default: auto, chosen by model file and hardware)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: the GPU when one is usable")
     p.add_argument("--threads", type=int, help="CPU threads for onnxruntime (default: all cores)")
+    p.add_argument("--half", action="store_true", help="torch backend in FP16 (for CUDA)")
     _stand_in_options(p)
     p.set_defaults(func=cmd_predict)
 
@@ -230,10 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help=".onnx file to write")
     p.add_argument("--head", choices=("labels", "logits"), default="labels",
                    help="labels: arg-max in the graph, uint8 mask out (default); logits: float32 scores")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="fp16: half-precision graph with float32 input, for TensorRT 11 FP16 engines")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--check", type=int, default=3, help="random inputs for the parity check (0: none)")
     _stand_in_options(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("build-engine", help="build a TensorRT engine from an exported .onnx (needs a GPU)")
+    p.add_argument("onnx", help="model exported by `ihp-rt export` (use --precision fp16 for TensorRT 11)")
+    p.add_argument("-o", "--output", help="engine file (default: the engine cache, keyed by ONNX+TensorRT+GPU)")
+    p.add_argument("--fp16", action="store_true", help="FP16 engine (TensorRT 10 builder flag; TensorRT 11 "
+                   "takes precision from the graph)")
+    p.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB")
+    p.add_argument("--timing-cache", help="timing cache file (default: in the engine cache)")
+    p.set_defaults(func=cmd_build_engine)
 
     p = sub.add_parser("train", help="train an IHP model (resumes from OUT/last.pt if present)")
     p.add_argument("--config", help="YAML file of TrainConfig options (configs/*.yaml)")

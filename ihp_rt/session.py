@@ -44,11 +44,11 @@ class Session:
 
     @classmethod
     def open(cls, model: str | Path | Checkpoint, backend: str = "auto", device: str | None = None,
-             threads: int | None = None) -> Session:
-        """Open a checkpoint (.pt), an exported .onnx file or a loaded Checkpoint."""
+             threads: int | None = None, half: bool = False) -> Session:
+        """Open a checkpoint (.pt), an .onnx export, a TensorRT .engine or a loaded Checkpoint."""
         from ihp_rt.backends import open_backend
 
-        return cls(open_backend(model, backend, device, threads))
+        return cls(open_backend(model, backend, device, threads, half))
 
     @property
     def spec(self) -> ModelSpec:

@@ -16,6 +16,7 @@ SPEC_VERSION = 1
 ONNX_SPEC_KEY = "ihp_rt.spec"
 ONNX_OUTPUT_KEY = "ihp_rt.output"
 ONNX_VERSION_KEY = "ihp_rt.version"
+ONNX_PRECISION_KEY = "ihp_rt.precision"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -1,5 +1,6 @@
 """ONNX export and the ONNX Runtime backend: the .onnx file alone must reproduce PyTorch."""
 
+import importlib.util
 import json
 
 import numpy as np
@@ -103,7 +104,14 @@ def test_wrong_files_and_backends_are_clear_errors(onnx_path, tiny_checkpoint, t
     with pytest.raises(ModelError, match="no ihp-rt metadata"):
         open_backend(tmp_path / "plain.onnx")
     with pytest.raises(ModelError, match="unsupported model file"):
-        open_backend(tmp_path / "model.engine")
+        open_backend(tmp_path / "model.bin")
+    with pytest.raises(BackendError, match="only on backend 'tensorrt'"):
+        open_backend(tmp_path / "model.engine", "onnxruntime")
+    if importlib.util.find_spec("tensorrt") is None:
+        with pytest.raises(BackendError, match="needs the tensorrt package"):
+            open_backend(tmp_path / "model.engine")
+        with pytest.raises(BackendError, match="needs the tensorrt package"):
+            open_backend(onnx_path, "tensorrt")
 
 
 def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_checkpoint, capsys) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.errors import BackendError, ModelError
-from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ModelSpec
+from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_PRECISION_KEY, ONNX_SPEC_KEY, ModelSpec
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -67,7 +67,7 @@ class OrtBackend:
             raise ModelError(f"{path} has no ihp-rt metadata; export it with `ihp-rt export`")
         self.spec = ModelSpec.from_dict(json.loads(meta[ONNX_SPEC_KEY]))
         self.output = meta.get(ONNX_OUTPUT_KEY, "labels")
-        self.name = f"onnxruntime-{provider}"
+        self.name = f"onnxruntime-{provider}" + ("-fp16" if meta.get(ONNX_PRECISION_KEY) == "fp16" else "")
         size = self.spec.input_size
         self._input = np.zeros((1, self.spec.in_channels, size, size), dtype=np.float32)
         self._binding = self.session.io_binding()

@@ -1,6 +1,9 @@
-"""PyTorch eager backend: the reference every other engine is compared with."""
+"""PyTorch backend: the reference every other engine is compared with (CPU), and the GPU
+path that can be measured without TensorRT (CUDA, channels-last, optional FP16)."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -10,17 +13,25 @@ from ihp_rt.errors import BackendError
 from ihp_rt.model.checkpoint import Checkpoint
 
 
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
 class TorchBackend:
     """Keeps one (1, 3 + C, S, S) input tensor on the device; the image part is written once
     per image and the click maps are re-encoded into the rest of it on every predict."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str = "cpu", half: bool = False) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError("backend 'torch' on CUDA needs a CUDA build of PyTorch and a GPU; none found")
         self.device = torch.device(device)
-        self.name = f"torch-{self.device.type}"
         self.spec = checkpoint.spec
-        self.model = checkpoint.model.to(self.device).eval()
+        self.dtype = torch.float16 if half else torch.float32
+        self.name = f"torch-{self.device.type}" + ("-fp16" if half else "")
+        model = checkpoint.model
+        if half or self.device.type != "cpu":  # .to() works in place: keep the caller's model as it was
+            model = copy.deepcopy(model)
+        self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
         size = self.spec.input_size
         self._input = torch.zeros((1, self.spec.in_channels, size, size), device=self.device)
 
@@ -31,5 +42,6 @@ class TorchBackend:
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size = self.spec.input_size
         encode_torch(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self._input[0, 3:])
-        logits = self.model(self._input)
+        x = self._input.to(self.dtype, memory_format=torch.channels_last)
+        logits = self.model(x)
         return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
