@@ -171,18 +171,9 @@ def _slug(text: str) -> str:
 
 
 def _eval_dataset(args: argparse.Namespace, model_labels):
-    from ihp_rt.data.folder import FolderDataset
-    from ihp_rt.errors import InputError
-    from ihp_rt.labels import get_label_mapping, label_mapping_names
+    from ihp_rt.data.folder import folder_for_labels
 
-    data = FolderDataset(args.data)
-    if data.label_set.names != model_labels.names:
-        matches = [m for m in map(get_label_mapping, label_mapping_names())
-                   if m.target.names == model_labels.names and m.source.names == data.label_set.names]
-        if not matches:
-            raise InputError(f"the data's {data.label_set.num_classes} classes differ from the model's "
-                             f"{model_labels.num_classes} ({model_labels.name}) and no label mapping links them")
-        data = FolderDataset(args.data, matches[0])
+    data = folder_for_labels(args.data, model_labels)
     if args.names:
         names = [n.strip() for n in Path(args.names).read_text().splitlines() if n.strip()]
         data = data.subset(names)
@@ -198,6 +189,42 @@ def cmd_build_engine(args: argparse.Namespace) -> int:
                         timing_cache=args.timing_cache)
     print(f"engine {path} (sidecar {path.name}.json records TensorRT version, GPU and ONNX hash)")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ihp_rt.benchmarks.latency import BENCH_BACKENDS
+    from ihp_rt.benchmarks.report import markdown
+    from ihp_rt.benchmarks.run import run_benchmark
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.model import Checkpoint, build_model
+    from ihp_rt.spec import ModelSpec
+
+    if args.paper:  # the paper's configuration; weights do not change speed, so no training is needed
+        spec = ModelSpec(labels=get_label_set("lip"), backbone="resnet101", input_size=473)
+        checkpoint, label = Checkpoint(build_model(spec, seed=0).eval(), spec), "paper: DeepLabV3+ ResNet-101"
+    else:
+        checkpoint = _open_checkpoint(args.model, "mobilenetv3_large", "lip")
+        label = f"{Path(args.model).stem if args.model else 'default'} ({checkpoint.spec.backbone})"
+    names = args.backends.split(",") if args.backends else list(BENCH_BACKENDS)
+    calibration = None
+    if any(n.endswith("int8") for n in names):
+        calibration = _calibration_samples(args.calibration, checkpoint.spec, args.calibration_count)
+    report = run_benchmark(checkpoint, label, names, Path(args.out), Path(args.image), args.clicks, args.warmup,
+                           args.clicks_per_image, args.threads, calibration)
+    print(markdown(report))
+    print(f"wrote {args.out}/bench.json, bench.md, bench.png")
+    return 0
+
+
+def _calibration_samples(data: str | None, spec, count: int) -> list:
+    from ihp_rt.data.folder import folder_for_labels
+    from ihp_rt.errors import InputError
+
+    if data is None:
+        raise InputError("INT8 calibration needs photos with labels: pass --calibration DATA_FOLDER")
+    folder = folder_for_labels(data, spec.labels)
+    step = max(1, len(folder) // count)
+    return [folder[i] for i in range(0, len(folder), step)][:count]
 
 
 def cmd_labels(args: argparse.Namespace) -> int:
@@ -289,6 +316,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True, help="folder for eval.json, eval.md, miou_vs_clicks.png")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="per-click latency and memory of every available backend")
+    p.add_argument("--model", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--paper", action="store_true", help="the paper's DeepLabV3+ ResNet-101 at 473 px instead")
+    p.add_argument("--backends", help="comma-separated: torch,onnxruntime,onnxruntime-int8,torch-cuda,"
+                   "torch-cuda-fp16,onnxruntime-cuda,tensorrt (default: all; unavailable ones are reported)")
+    p.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"))
+    p.add_argument("--clicks", type=int, default=60, help="timed clicks per backend (default 60)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--clicks-per-image", type=int, default=20)
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--calibration", help="labelled data folder for INT8 calibration")
+    p.add_argument("--calibration-count", type=int, default=32)
+    p.add_argument("-o", "--out", required=True, help="folder for bench.json, bench.md, bench.png")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("labels", help="list the built-in label sets")
     p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")

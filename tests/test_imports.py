@@ -55,3 +55,16 @@ def test_public_api_is_explicit() -> None:
     for name in ihp_rt.__all__:
         assert hasattr(ihp_rt, name), name
     assert {"Session", "Click", "ModelSpec", "get_label_set", "InputError"} <= set(ihp_rt.__all__)
+
+
+def test_pyproject_lists_every_package() -> None:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(ihp_rt.__file__).parent
+    config = tomllib.loads((root.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {"ihp_rt"} | {"ihp_rt." + p.parent.relative_to(root).as_posix().replace("/", ".")
+                          for p in root.rglob("__init__.py") if p.parent != root}
+    mapped = set(config["package-dir"])
+    assert found | mapped == listed

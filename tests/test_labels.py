@@ -32,7 +32,7 @@ def test_names_of_the_paper_label_sets() -> None:
     assert get_label_set("cihp").names[10] == "torso-skin"
     assert get_label_set("helen").names[10] == "hair"
     assert get_label_set("atr").names[16] == "bag"
-    assert label_set_names() == ["atr", "cihp", "helen", "lip", "ppp"]
+    assert label_set_names() == ["atr", "ccp", "ccp_coarse", "cihp", "fasseg", "helen", "lip", "ppp"]
 
 
 @pytest.mark.parametrize("name", ["lip", "cihp", "atr", "helen"])
@@ -69,7 +69,7 @@ def test_label_id_by_id_and_by_name() -> None:
 def test_unknown_label_message_lists_known_names() -> None:
     with pytest.raises(InputError, match="known: background, hat, hair"):
         get_label_set("lip").label_id("wings")
-    with pytest.raises(InputError, match="built-in: atr, cihp, helen, lip, ppp"):
+    with pytest.raises(InputError, match="built-in: atr, ccp, ccp_coarse, cihp"):
         get_label_set("coco")
 
 

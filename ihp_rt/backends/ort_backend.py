@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,21 @@ class OrtBackend:
         self._binding = self.session.io_binding()
         self._binding.bind_cpu_input("input", self._input)
         self._binding.bind_output(self.output)
+        self.timings: dict[str, float] = {}
 
     def set_image(self, image: np.ndarray) -> None:
         self._input[0, :3] = image
 
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size = self.spec.input_size
+        t0 = time.perf_counter()
         encode_cpu(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self._input[0, 3:])
+        t1 = time.perf_counter()
         self.session.run_with_iobinding(self._binding)
+        t2 = time.perf_counter()
         result = self._binding.copy_outputs_to_cpu()[0][0]
-        return result if self.output == "labels" else result.argmax(0).astype(np.uint8)
+        if self.output != "labels":
+            result = result.argmax(0).astype(np.uint8)
+        t3 = time.perf_counter()
+        self.timings = {"encode_ms": (t1 - t0) * 1e3, "network_ms": (t2 - t1) * 1e3, "download_ms": (t3 - t2) * 1e3}
+        return result

@@ -4,6 +4,7 @@ path that can be measured without TensorRT (CUDA, channels-last, optional FP16).
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import torch
@@ -34,14 +35,26 @@ class TorchBackend:
         self.model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
         size = self.spec.input_size
         self._input = torch.zeros((1, self.spec.in_channels, size, size), device=self.device)
+        self.timings: dict[str, float] = {}
 
     def set_image(self, image: np.ndarray) -> None:
         self._input[0, :3].copy_(torch.from_numpy(image))
 
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     @torch.inference_mode()
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size = self.spec.input_size
+        t0 = time.perf_counter()
         encode_torch(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self._input[0, 3:])
-        x = self._input.to(self.dtype, memory_format=torch.channels_last)
-        logits = self.model(x)
-        return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        t1 = self._sync()
+        labels = self.model(self._input.to(self.dtype, memory_format=torch.channels_last))[0].argmax(0)
+        labels = labels.to(torch.uint8)
+        t2 = self._sync()
+        out = labels.cpu().numpy()
+        t3 = time.perf_counter()
+        self.timings = {"encode_ms": (t1 - t0) * 1e3, "network_ms": (t2 - t1) * 1e3, "download_ms": (t3 - t2) * 1e3}
+        return out

@@ -49,7 +49,8 @@ class TensorRTBackend:
         from ihp_rt.encoding.cuda import encode_cuda
         from ihp_rt.export.to_tensorrt import build_engine, gpu_identity
 
-        self._encode = encode_cuda
+        self._cp, self._encode = cp, encode_cuda
+        self.timings: dict[str, float] = {}
         path = Path(model)
         if path.suffix.lower() == ".onnx":
             path = build_engine(path)  # cached by ONNX hash + TensorRT version + GPU: never stale
@@ -82,10 +83,18 @@ class TensorRTBackend:
 
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size, spec = self.spec.input_size, self.spec
+        events = [self._cp.cuda.Event() for _ in range(4)]  # stage timing without extra synchronisation
         with self._stream:
+            events[0].record(self._stream)
             self._encode(clicks, spec.num_classes, size, size, spec.cap, out=self._input[0, 3:], stream=self._stream)
+            events[1].record(self._stream)
             if not self._context.execute_async_v3(self._stream.ptr):
                 raise BackendError("TensorRT execution failed (see the log above)")
+            events[2].record(self._stream)
             self._output.get(stream=self._stream, out=self._host_view)
+            events[3].record(self._stream)
         self._stream.synchronize()
+        elapsed = self._cp.cuda.get_elapsed_time
+        self.timings = {"encode_ms": elapsed(events[0], events[1]), "network_ms": elapsed(events[1], events[2]),
+                        "download_ms": elapsed(events[2], events[3])}
         return self._host_view[0].copy()

@@ -113,3 +113,17 @@ class FolderDataset:
         if self.lut is not None:
             labels = self.lut[labels]
         return Sample(name, image, labels)
+
+
+def folder_for_labels(root: str | Path, labels: LabelSet) -> FolderDataset:
+    """The folder's pairs in ``labels`` (a model's label set), through a built-in mapping if needed."""
+    from ihp_rt.labels import get_label_mapping, label_mapping_names
+
+    data = FolderDataset(root)
+    if data.label_set.names == labels.names:
+        return data
+    for mapping in map(get_label_mapping, label_mapping_names()):
+        if mapping.source.names == data.label_set.names and mapping.target.names == labels.names:
+            return FolderDataset(root, mapping)
+    raise InputError(f"the data's {data.label_set.num_classes} classes differ from the model's "
+                     f"{labels.num_classes} ({labels.name}) and no label mapping links them")

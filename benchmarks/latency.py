@@ -1,0 +1,161 @@
+"""Per-click latency and memory of every backend, each measured in its own process.
+
+``ihp-rt bench`` (or ``python -m ihp_rt.benchmarks.latency``) times the per-click step -- encode
+the clicks, run the network, arg-max, copy the mask back, map it to the photo -- over a
+realistic click sequence: the example's labelled clicks, then correction-like clicks, starting
+a new image every ``clicks_per_image`` clicks (that once-per-image cost is timed separately and
+never lands in a per-click figure). Each backend runs in a fresh process so its peak memory is
+its own. Absolute times on shared CPUs are noisy: compare the ratios of one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH_BACKENDS = {
+    # name: (session backend, device, half, which model file)
+    "torch": ("torch", "cpu", False, "pt"),
+    "onnxruntime": ("onnxruntime", "cpu", False, "onnx"),
+    "onnxruntime-int8": ("onnxruntime", "cpu", False, "onnx-int8"),
+    "torch-cuda": ("torch", "cuda", False, "pt"),
+    "torch-cuda-fp16": ("torch", "cuda", True, "pt"),
+    "onnxruntime-cuda": ("onnxruntime", "cuda", False, "onnx"),
+    "tensorrt": ("tensorrt", None, False, "onnx-fp16"),
+}
+
+
+def unavailable(name: str) -> str | None:
+    """Why a benchmark backend cannot run here (None when it can)."""
+    import importlib.util
+
+    if name.startswith("torch-cuda"):
+        import torch
+
+        return None if torch.cuda.is_available() else "PyTorch has no CUDA device here"
+    if name == "onnxruntime-cuda":
+        import onnxruntime
+
+        ok = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+        return None if ok else "onnxruntime has no CUDAExecutionProvider here"
+    if name == "tensorrt":
+        from ihp_rt.backends import _tensorrt_usable
+
+        return _tensorrt_usable()
+    return None if importlib.util.find_spec("torch") else "torch is not installed"
+
+
+def click_sequence(image: np.ndarray, first: list[tuple[int, int, int]], count: int, num_classes: int,
+                   seed: int = 0) -> list[tuple[int, int, int]]:
+    """The given clicks, then random labelled clicks (as correction clicks land anywhere)."""
+    rng = np.random.default_rng(seed)
+    h, w = image.shape[:2]
+    extra = [(int(rng.integers(w)), int(rng.integers(h)), int(rng.integers(num_classes))) for _ in range(count)]
+    return (first + extra)[:count]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gpu_memory_mb(backend_name: str) -> float | None:
+    """Device memory the process holds: the framework's own counter where it has one."""
+    if backend_name.startswith("torch-cuda"):
+        import torch
+
+        return torch.cuda.max_memory_reserved() / 2**20
+    if backend_name == "tensorrt":
+        import cupy as cp
+
+        free, total = cp.cuda.runtime.memGetInfo()
+        return (total - free) / 2**20  # whole device in use, as nvidia-smi reports it
+    return None
+
+
+def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, int, int]], warmup: int,
+            clicks_per_image: int, threads: int | None) -> dict:
+    """Run one backend in this process and return its figures."""
+    from ihp_rt.session import Session
+
+    backend, device, half, _ = BENCH_BACKENDS[name]
+    rss_before = peak_rss_mb()
+    t0 = time.perf_counter()
+    session = Session.open(model, backend=backend, device=device, threads=threads, half=half)
+    open_ms = (time.perf_counter() - t0) * 1e3
+    set_image_ms, totals, stages = [], [], {"encode_ms": [], "network_ms": [], "download_ms": [], "map_back_ms": []}
+    for i, (x, y, label) in enumerate(clicks):
+        if i % clicks_per_image == 0:
+            t0 = time.perf_counter()
+            session.set_image(image)
+            set_image_ms.append((time.perf_counter() - t0) * 1e3)
+        session.add_click(x, y, label)
+        pred = session.predict()
+        if i < warmup:
+            continue
+        totals.append(pred.latency_ms)
+        timings = session.backend.timings
+        for key in ("encode_ms", "network_ms", "download_ms"):
+            stages[key].append(timings[key])
+        stages["map_back_ms"].append(pred.latency_ms - sum(timings.values()))
+    q = np.percentile(totals, [50, 95, 99])
+    return {
+        "backend": name, "engine": session.backend.name, "clicks_timed": len(totals),
+        "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "mean_ms": float(np.mean(totals)),
+        "stages_median_ms": {k: statistics.median(v) for k, v in stages.items()},
+        "set_image_median_ms": statistics.median(set_image_ms), "open_ms": open_ms,
+        "peak_rss_mb": peak_rss_mb(), "rss_before_open_mb": rss_before, "gpu_memory_mb": gpu_memory_mb(name),
+    }
+
+
+def machine() -> dict:
+    """CPU, cores, GPU and library versions: a figure means nothing without them."""
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()}
+    try:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                           if line.startswith("model name"))
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor() or platform.machine()
+    for module in ("torch", "onnxruntime", "numpy", "cv2", "cupy", "tensorrt"):
+        try:
+            info[module] = __import__(module).__version__
+        except ImportError:
+            info[module] = None
+    try:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    return info
+
+
+def run_in_subprocess(name: str, model: str, image_path: str, clicks: list, warmup: int, clicks_per_image: int,
+                      threads: int | None, timeout: float = 1800) -> dict:
+    job = {"name": name, "model": model, "image": image_path, "clicks": clicks, "warmup": warmup,
+           "clicks_per_image": clicks_per_image, "threads": threads}
+    result = subprocess.run([sys.executable, "-m", "ihp_rt.benchmarks.latency", json.dumps(job)],
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        return {"backend": name, "error": (result.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _worker(job: dict) -> None:
+    from ihp_rt.images import read_image
+
+    figures = measure(job["name"], job["model"], read_image(job["image"]), [tuple(c) for c in job["clicks"]],
+                      job["warmup"], job["clicks_per_image"], job["threads"])
+    print(json.dumps(figures, default=float))
+
+
+if __name__ == "__main__":
+    _worker(json.loads(sys.argv[1]))

@@ -1,0 +1,58 @@
+"""bench.json -> Markdown table and PNG chart, with ratios against PyTorch eager and the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PAPER = {"ms": 20.0, "gpu_mb": 1799.0, "gpu": "TITAN Xp", "model": "DeepLabV3+ ResNet-101, 473x473"}
+
+
+def markdown(report: dict) -> str:
+    runs = [r for r in report["results"] if "error" not in r]
+    base = next((r for r in runs if r["backend"] == "torch"), None)
+    lines = [f"Model: {report['model']} ({report['size']}x{report['size']}); machine: {report['machine']['cpu']}, "
+             f"{report['machine']['cores']} cores, GPU: {report['machine'].get('gpu') or 'none'}", "",
+             "| backend | engine | p50 ms | p95 ms | p99 ms | mean ms | encode | network | download | map back "
+             "| once per image ms | peak RSS MB | GPU MB | p50 vs torch |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        s = r["stages_median_ms"]
+        ratio = f"{base['p50_ms'] / r['p50_ms']:.2f}x" if base else "-"
+        gpu = "-" if r["gpu_memory_mb"] is None else f"{r['gpu_memory_mb']:.0f}"
+        lines.append(f"| {r['backend']} | {r['engine']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+                     f"{r['mean_ms']:.1f} | {s['encode_ms']:.2f} | {s['network_ms']:.1f} | {s['download_ms']:.2f} | "
+                     f"{s['map_back_ms']:.2f} | {r['set_image_median_ms']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} | "
+                     f"{ratio} |")
+    for r in report["results"]:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | failed: {r['error']} |" + " |" * 12)
+    for name, why in report.get("skipped", {}).items():
+        lines.append(f"| {name} | not run: {why} |" + " |" * 12)
+    lines += ["", f"Paper (Clicking Matters, {PAPER['gpu']}, {PAPER['model']}): {PAPER['ms']:.0f} ms per image, "
+              f"{PAPER['gpu_mb']:.0f} MB GPU memory."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in report["results"] if "error" not in r]
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(runs) + 1.5))
+    names = [r["backend"] for r in runs]
+    p50 = [r["p50_ms"] for r in runs]
+    err = [[0] * len(runs), [r["p95_ms"] - r["p50_ms"] for r in runs]]
+    ax.barh(names, p50, xerr=err, color="#4c72b0", capsize=4)
+    for i, v in enumerate(p50):
+        ax.text(v, i, f" {v:.0f} ms", va="center")
+    ax.axvline(PAPER["ms"], color="grey", linestyle="--", label=f"paper: {PAPER['ms']:.0f} ms ({PAPER['gpu']})")
+    ax.set_xlabel("per-click latency, p50 (bar) to p95 (whisker), ms")
+    ax.set_title(f"{report['model']} at {report['size']} px")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,74 @@
+"""``ihp-rt bench``: export what each backend needs, time every available backend, report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ihp_rt.benchmarks.latency import (
+    BENCH_BACKENDS,
+    click_sequence,
+    machine,
+    run_in_subprocess,
+    unavailable,
+)
+from ihp_rt.benchmarks.report import chart, markdown
+
+from ihp_rt.errors import InputError
+from ihp_rt.model import Checkpoint, save_checkpoint
+
+EXAMPLE_CLICKS = [(225, 40, 2), (225, 125, 13), (90, 330, 5), (320, 300, 5), (135, 497, 3), (40, 150, 0),
+                  (470, 230, 0)]
+
+
+def model_files(checkpoint: Checkpoint, names: list[str], out: Path, calibration: list | None) -> dict[str, Path]:
+    """The model in every form the chosen backends open: .pt, .onnx, INT8 .onnx, FP16 .onnx."""
+    from ihp_rt.export import export_onnx
+
+    models = out / "models"
+    files = {"pt": save_checkpoint(models / "model.pt", checkpoint.model, checkpoint.spec)}
+    kinds = {BENCH_BACKENDS[n][3] for n in names}
+    if kinds & {"onnx", "onnx-int8"}:
+        files["onnx"] = export_onnx(checkpoint, models / "model.onnx")
+    if "onnx-fp16" in kinds:
+        files["onnx-fp16"] = export_onnx(checkpoint, models / "model_fp16.onnx", precision="fp16")
+    if "onnx-int8" in kinds:
+        from ihp_rt.export.quantize import calibration_inputs, quantize_int8
+
+        if not calibration:
+            raise InputError("onnxruntime-int8 needs calibration samples (--calibration DATA)")
+        files["onnx-int8"] = quantize_int8(files["onnx"], models / "model_int8.onnx",
+                                           calibration_inputs(calibration, checkpoint.spec))
+    return files
+
+
+def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], out: Path, image_path: Path,
+                  clicks: int = 60, warmup: int = 5, clicks_per_image: int = 20, threads: int | None = None,
+                  calibration: list | None = None, progress=print) -> dict:
+    unknown = [n for n in names if n not in BENCH_BACKENDS]
+    if unknown:
+        raise InputError(f"unknown benchmark backend(s) {', '.join(unknown)}; known: {', '.join(BENCH_BACKENDS)}")
+    skipped = {n: why for n in names if (why := unavailable(n))}
+    runnable = [n for n in names if n not in skipped]
+    out.mkdir(parents=True, exist_ok=True)
+    files = model_files(checkpoint, runnable, out, calibration)
+    from ihp_rt.images import read_image
+
+    image = read_image(image_path)
+    sequence = click_sequence(image, EXAMPLE_CLICKS, clicks + warmup, checkpoint.spec.num_classes)
+    results = []
+    for name in runnable:
+        started = time.perf_counter()
+        result = run_in_subprocess(name, str(files[BENCH_BACKENDS[name][3]]), str(image_path), sequence, warmup,
+                                   clicks_per_image, threads)
+        results.append(result)
+        summary = result.get("error") or f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms"
+        progress(f"{name}: {summary} ({time.perf_counter() - started:.0f} s)")
+    report = {"model": model_label, "size": checkpoint.spec.input_size, "backbone": checkpoint.spec.backbone,
+              "clicks_timed": clicks, "warmup": warmup, "clicks_per_image": clicks_per_image,
+              "machine": machine(), "results": results, "skipped": skipped}
+    (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / "bench.md").write_text(markdown(report))
+    chart(report, out / "bench.png")
+    return report

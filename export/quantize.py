@@ -1,0 +1,61 @@
+"""Static INT8 (QDQ) quantisation of an exported ONNX model for ONNX Runtime on CPU.
+
+On the development CPU only static QDQ INT8 speeds ONNX Runtime up (dynamic INT8 was 4-7x
+slower, FP16 no faster). Activations are calibrated on real inputs: photos with simulated
+central clicks, encoded exactly as at run time, so the click-map channels get their true range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ihp_rt.geometry import prepare_image
+from ihp_rt.spec import ONNX_PRECISION_KEY, ModelSpec
+
+
+def calibration_inputs(samples: Iterable, spec: ModelSpec, seed: int = 0) -> Iterator[np.ndarray]:
+    """(1, 3 + C, S, S) network inputs from (image, labels) samples with simulated clicks."""
+    from ihp_rt.encoding import encode_cpu
+    from ihp_rt.simulation import central_clicks, random_extra_clicks
+
+    rng = np.random.default_rng(seed)
+    size = spec.input_size
+    for sample in samples:
+        box, rgb = prepare_image(sample.image, spec)
+        clicks = central_clicks(sample.labels, rng, ignore=255) + random_extra_clicks(sample.labels, rng, 5, 255)
+        x = np.empty((1, spec.in_channels, size, size), np.float32)
+        x[0, :3] = rgb
+        encode_cpu(box.clicks_to_model(clicks), spec.num_classes, size, size, spec.cap, out=x[0, 3:])
+        yield x
+
+
+def quantize_int8(onnx_path: str | Path, out_path: str | Path, inputs: Iterable[np.ndarray]) -> Path:
+    """Write a QDQ INT8 copy of ``onnx_path`` (per-channel weights, MinMax-calibrated activations)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(inputs)
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"input": batch}
+
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    source = onnx.load(str(onnx_path))
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"])
+    quantized = onnx.load(str(tmp))
+    del quantized.metadata_props[:]
+    for prop in source.metadata_props:  # the quantiser drops them: the .onnx must stay self-describing
+        quantized.metadata_props.add(key=prop.key, value="int8" if prop.key == ONNX_PRECISION_KEY else prop.value)
+    onnx.save(quantized, str(tmp))
+    tmp.replace(out_path)
+    return out_path
