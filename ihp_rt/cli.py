@@ -20,8 +20,16 @@ UNTRAINED_BANNER = """\
 ################################################################################"""
 
 
-def _model_arg(model: str | None, backbone: str = "mobilenetv3_large", label_set: str = "lip"):
-    """An exported file (.onnx / .engine) as a path; anything else as a loaded checkpoint."""
+def _model_arg(model: str | None, backend: str = "auto", backbone: str = "mobilenetv3_large",
+               label_set: str = "lip"):
+    """An exported file (.onnx / .engine) as a path; anything else as a loaded checkpoint.
+
+    Without --model, engines other than torch get the shipped ONNX export of the default model.
+    """
+    from ihp_rt.zoo import default_onnx_path
+
+    if model is None and backend != "torch" and (shipped := default_onnx_path()) is not None:
+        return str(shipped)
     if model is not None and Path(model).suffix.lower() in (".onnx", ".engine"):
         return model
     return _open_checkpoint(model, backbone, label_set)
@@ -47,7 +55,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ihp_rt.session import Session
 
     image = read_image(args.image)
-    model = _model_arg(args.model, args.backbone, args.label_set)
+    model = _model_arg(args.model, args.backend, args.backbone, args.label_set)
     session = Session.open(model, backend=args.backend, device=args.device, threads=args.threads, half=args.half)
     print(f"backend: {session.backend.name} ({session.backend.choice})")
     clicks = load_clicks(args.clicks, session.labels, image.shape[:2])
@@ -122,8 +130,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     backends = args.backend or ["auto"]
     results = []
     for model_arg in models:
-        model = _model_arg(model_arg)
         for backend in backends:
+            model = _model_arg(model_arg, backend)
             session = Session.open(model, backend=backend, threads=args.threads)
             dataset = _eval_dataset(args, session.labels)
             name = Path(model_arg).stem if model_arg else "default"

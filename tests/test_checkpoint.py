@@ -47,3 +47,37 @@ def test_truncated_and_mismatched_checkpoints(tmp_path) -> None:
     torch.save(payload, tmp_path / "future.pt")
     with pytest.raises(ModelError, match="spec version 99"):
         load_checkpoint(tmp_path / "future.pt")
+
+
+def test_half_weights_halve_the_file_and_load_as_float32(tmp_path) -> None:
+    spec = ModelSpec(input_size=64)
+    model = build_model(spec, seed=2).eval()
+    full = save_checkpoint(tmp_path / "full.pt", model, spec)
+    half = save_checkpoint(tmp_path / "half.pt", model, spec, half_weights=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_checkpoint(half).model
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(1, spec.in_channels, 64, 64)
+    with torch.inference_mode():
+        a, b = model(x), loaded(x)
+    assert torch.allclose(a, b, rtol=1e-2, atol=1e-2 * a.abs().max().item())
+
+
+def test_ship_writes_agreeing_checkpoint_and_onnx(tmp_path) -> None:
+    import numpy as np
+
+    from ihp_rt.session import Session
+    from ihp_rt.zoo import ship
+
+    spec = ModelSpec(input_size=64)
+    trained = save_checkpoint(tmp_path / "run.pt", build_model(spec, seed=4), spec, {"step": 3})
+    pt, onnx_file = ship(trained, tmp_path)
+    assert load_checkpoint(pt).training["weights_stored_as"] == "float16"
+    image = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    masks = []
+    for model in (pt, onnx_file):
+        session = Session.open(model)
+        session.set_image(image)
+        session.add_click(10, 10, 2)
+        masks.append(session.predict().labels)
+    assert (masks[0] == masks[1]).mean() >= 0.999

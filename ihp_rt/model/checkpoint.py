@@ -30,8 +30,13 @@ class Checkpoint:
     training: dict = field(default_factory=dict)
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, training: dict | None = None) -> Path:
-    """Write atomically (temp file + rename) so an interrupted save never leaves a torn file."""
+def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, training: dict | None = None,
+                    half_weights: bool = False) -> Path:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a torn file.
+
+    ``half_weights`` stores floating-point tensors as float16 (half the size); loading casts them
+    back to the model's float32.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -39,12 +44,17 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, spec: ModelSpec, t
         "format_version": FORMAT_VERSION,
         "spec": spec.to_dict(),
         "training": dict(training or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: _stored(v, half_weights) for k, v in model.state_dict().items()},
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
     return path
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().cpu()
+    return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
