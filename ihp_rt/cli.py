@@ -179,9 +179,9 @@ def _slug(text: str) -> str:
 
 
 def _eval_dataset(args: argparse.Namespace, model_labels):
-    from ihp_rt.data.folder import folder_for_labels
+    from ihp_rt.data.layouts import dataset_for_labels
 
-    data = folder_for_labels(args.data, model_labels)
+    data = dataset_for_labels(args.data, model_labels, args.split)
     if args.names:
         names = [n.strip() for n in Path(args.names).read_text().splitlines() if n.strip()]
         data = data.subset(names)
@@ -225,12 +225,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _calibration_samples(data: str | None, spec, count: int) -> list:
-    from ihp_rt.data.folder import folder_for_labels
+    from ihp_rt.data.layouts import dataset_for_labels
     from ihp_rt.errors import InputError
 
     if data is None:
         raise InputError("INT8 calibration needs photos with labels: pass --calibration DATA_FOLDER")
-    folder = folder_for_labels(data, spec.labels)
+    folder = dataset_for_labels(data, spec.labels)
     step = max(1, len(folder) // count)
     return [folder[i] for i in range(0, len(folder), step)][:count]
 
@@ -311,11 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="the paper's interactive protocol: mIoU vs. clicks, Add., Avg.")
-    p.add_argument("--data", required=True, help="data folder (images/ + labels/ + manifest.json)")
+    p.add_argument("--data", required=True, help="data folder: generic images/ + labels/ + manifest.json, or the "
+                   "LIP, CIHP, PASCAL-Person-Part or Helen layout")
     p.add_argument("--model", action="append", help="checkpoint or .onnx; repeat to compare (default: shipped)")
     p.add_argument("--backend", action="append", choices=BACKENDS, help="repeat to compare engines")
     p.add_argument("--standard", type=float, default=85.0, help="mIoU (%%) an image must reach (default 85)")
     p.add_argument("--max-clicks", type=int, default=20, help="correction clicks per image (default 20)")
+    p.add_argument("--split", help="split of a benchmark layout (LIP/CIHP/PPP: val, Helen: test by default)")
     p.add_argument("--names", help="file of image names (one per line) to evaluate, e.g. a held-out split")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--baselines", action="store_true", help="also run the RGB-only initialisation baseline")

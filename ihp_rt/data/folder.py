@@ -16,6 +16,7 @@ from ihp_rt.errors import InputError
 from ihp_rt.images import read_image
 from ihp_rt.labels import LabelMapping, LabelSet, voc_palette
 
+IGNORE = 255  # what a LabelMapping turns unmapped classes (and the data's own ignore id) into
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -59,47 +60,41 @@ def label_set_from_manifest(manifest: dict, name: str) -> LabelSet:
                     title=str(manifest.get("dataset", name)))
 
 
-class FolderDataset:
-    """Pairs ``images/NAME.*`` with ``labels/NAME.png``; optionally merged by a LabelMapping."""
+class PairDataset:
+    """Named (image, label map) file pairs in a fixed order, optionally merged by a LabelMapping.
 
-    def __init__(self, root: str | Path, mapping: LabelMapping | None = None,
-                 names: list[str] | None = None) -> None:
-        self.root = Path(root)
-        if not (self.root / "images").is_dir() or not (self.root / "labels").is_dir():
-            raise InputError(f"{self.root} is not a parsing data folder (needs images/ and labels/)")
-        manifest_path = self.root / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        labels_dir = self.root / "labels"
-        self.pairs = {
-            p.stem: (p, labels_dir / f"{p.stem}.png")
-            for p in sorted((self.root / "images").iterdir())
-            if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir / f"{p.stem}.png").is_file()
-        }
-        if not self.pairs:
-            raise InputError(f"{self.root}: no image has a matching labels/<name>.png")
-        self.names = sorted(self.pairs) if names is None else list(names)
-        missing = [n for n in self.names if n not in self.pairs]
-        if missing:
-            raise InputError(f"{self.root}: no pair named {missing[0]!r}")
-        ignore = manifest.get("ignore_index")
+    Every reader is this class plus the knowledge of where its files are: the generic folder
+    below and the benchmark layouts in :mod:`ihp_rt.data.layouts`.
+    """
+
+    def __init__(self, description: str, pairs: dict[str, tuple[Path, Path]], label_set: LabelSet,
+                 ignore_index: int | None, mapping: LabelMapping | None = None) -> None:
+        if not pairs:
+            raise InputError(f"{description}: no samples")
+        self.description, self.pairs, self.names = description, pairs, list(pairs)
+        self.label_set, self.ignore_index = label_set, ignore_index
+        self.lut: np.ndarray | None = None
         if mapping is not None:
-            self.label_set, self.lut = mapping.target, mapping.lut.copy()
-            if ignore is not None:
-                self.lut[int(ignore)] = 255
-            self.ignore_index: int | None = 255
-        else:
-            if "classes" not in manifest:
-                raise InputError(f"{self.root}: manifest.json with 'classes' is needed to name the labels")
-            self.label_set = label_set_from_manifest(manifest, self.root.name)
-            self.lut = None
-            self.ignore_index = None if ignore is None else int(ignore)
+            if mapping.source.names != label_set.names:
+                raise InputError(f"label mapping {mapping.name!r} reads {mapping.source.name!r} classes, "
+                                 f"but {description} is labelled in {label_set.name!r}")
+            self.lut = mapping.lut.copy()
+            if ignore_index is not None:
+                self.lut[ignore_index] = IGNORE
+            self.label_set, self.ignore_index = mapping.target, IGNORE
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def subset(self, names: list[str]) -> FolderDataset:
-        """The same folder restricted to ``names`` (a train/validation split)."""
-        clone = object.__new__(FolderDataset)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r}, n={len(self)})"
+
+    def subset(self, names: list[str]) -> PairDataset:
+        """The same reader restricted to ``names`` (a train/validation split, a quick evaluation)."""
+        missing = [n for n in names if n not in self.pairs]
+        if missing:
+            raise InputError(f"{self.description}: no sample named {missing[0]!r}")
+        clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.names = list(names)
         return clone
@@ -115,15 +110,28 @@ class FolderDataset:
         return Sample(name, image, labels)
 
 
-def folder_for_labels(root: str | Path, labels: LabelSet) -> FolderDataset:
-    """The folder's pairs in ``labels`` (a model's label set), through a built-in mapping if needed."""
-    from ihp_rt.labels import get_label_mapping, label_mapping_names
+class FolderDataset(PairDataset):
+    """Pairs ``images/NAME.*`` with ``labels/NAME.png``; class names from ``manifest.json``."""
 
-    data = FolderDataset(root)
-    if data.label_set.names == labels.names:
-        return data
-    for mapping in map(get_label_mapping, label_mapping_names()):
-        if mapping.source.names == data.label_set.names and mapping.target.names == labels.names:
-            return FolderDataset(root, mapping)
-    raise InputError(f"the data's {data.label_set.num_classes} classes differ from the model's "
-                     f"{labels.num_classes} ({labels.name}) and no label mapping links them")
+    def __init__(self, root: str | Path, mapping: LabelMapping | None = None) -> None:
+        self.root = Path(root)
+        if not (self.root / "images").is_dir() or not (self.root / "labels").is_dir():
+            raise InputError(f"{self.root} is not a parsing data folder (needs images/ and labels/)")
+        manifest_path = self.root / "manifest.json"
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+        labels_dir = self.root / "labels"
+        pairs = {
+            p.stem: (p, labels_dir / f"{p.stem}.png")
+            for p in sorted((self.root / "images").iterdir())
+            if p.suffix.lower() in IMAGE_SUFFIXES and (labels_dir / f"{p.stem}.png").is_file()
+        }
+        if not pairs:
+            raise InputError(f"{self.root}: no image has a matching labels/<name>.png")
+        if "classes" in manifest:
+            label_set = label_set_from_manifest(manifest, self.root.name)
+        elif mapping is not None:  # no manifest: the mapping says what the ids mean
+            label_set = mapping.source
+        else:
+            raise InputError(f"{self.root}: manifest.json with 'classes' is needed to name the labels")
+        ignore = manifest.get("ignore_index")
+        super().__init__(str(self.root), pairs, label_set, None if ignore is None else int(ignore), mapping)

@@ -1,0 +1,205 @@
+"""Benchmark layout readers: each published tree is read in place, in id-list order, and a
+folder of another shape fails with a message that says what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ihp_rt.data import FolderDataset
+from ihp_rt.data.layouts import (
+    CIHPDataset,
+    HelenDataset,
+    LIPDataset,
+    PPPDataset,
+    detect_layout,
+    open_dataset,
+)
+from ihp_rt.errors import InputError
+from ihp_rt.images import write_label_png
+from ihp_rt.labels import LabelMapping, LabelSet, get_label_mapping, get_label_set
+
+H, W = 32, 24
+CCP = Path("/work/shared/data/ccp")
+
+
+def write_pair(image_path: Path, label_path: Path, value: int) -> None:
+    """A 32x24 photo and a label map filled with ``value`` (so the test can tell samples apart)."""
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((H, W, 3), 10 * value, np.uint8)).save(image_path)
+    labels = np.full((H, W), value, np.uint8)
+    labels[0, 0] = 255  # one unlabelled pixel
+    write_label_png(label_path, labels)
+
+
+def write_ids(path: Path, ids: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(ids) + "\n\n")  # a trailing blank line, as some lists have
+
+
+# Ids deliberately not in sorted order: the readers must keep the list's order.
+TRAIN, VAL = ["b", "a", "c"], ["v2", "v1"]
+
+
+def make_lip(root: Path) -> Path:
+    for split, ids in (("train", TRAIN), ("val", VAL)):
+        for k, name in enumerate(ids, 1):
+            write_pair(root / "TrainVal_images" / f"{split}_images" / f"{name}.jpg",
+                       root / "TrainVal_parsing_annotations" / f"{split}_segmentations" / f"{name}.png", k)
+        write_ids(root / f"{split}_id.txt", ids)
+    return root
+
+
+def make_cihp(root: Path) -> Path:
+    for split, folder, ids in (("train", "Training", TRAIN), ("val", "Validation", VAL)):
+        for k, name in enumerate(ids, 1):
+            write_pair(root / folder / "Images" / f"{name}.jpg", root / folder / "Category_ids" / f"{name}.png", k)
+        write_ids(root / folder / f"{split}_id.txt", ids)
+    return root
+
+
+def make_ppp(root: Path) -> Path:
+    for split, ids in (("train", TRAIN), ("val", VAL)):
+        for k, name in enumerate(ids, 1):
+            write_pair(root / "JPEGImages" / f"{name}.jpg", root / "SegmentationPart" / f"{name}.png", k)
+        write_ids(root / f"{split}_id.txt", ids)
+    return root
+
+
+def make_helen(root: Path) -> Path:
+    for split, ids in (("train", TRAIN), ("test", VAL)):
+        for k, name in enumerate(ids, 1):
+            write_pair(root / split / "images" / f"{name}.jpg", root / split / "labels" / f"{name}.png", k)
+    return root
+
+
+def make_folder(root: Path) -> Path:
+    for k, name in enumerate(TRAIN, 1):
+        write_pair(root / "images" / f"{name}.jpg", root / "labels" / f"{name}.png", k)
+    (root / "manifest.json").write_text('{"classes": {"0": "background", "1": "a", "2": "b", "3": "c"}, '
+                                        '"ignore_index": 255}')
+    return root
+
+
+def test_lip_reads_pairs_in_id_list_order(tmp_path) -> None:
+    data = LIPDataset(make_lip(tmp_path), "train")
+    assert data.names == TRAIN and len(data) == 3
+    assert data.label_set == get_label_set("lip") and data.ignore_index == 255
+    sample = data[0]
+    assert sample.name == "b" and sample.image.shape == (H, W, 3) and sample.labels.shape == (H, W)
+    assert sample.labels.dtype == np.uint8 and sample.labels[5, 5] == 1 and sample.labels[0, 0] == 255
+    assert [data[i].labels[5, 5] for i in range(3)] == [1, 2, 3]
+    assert LIPDataset(tmp_path, "val").names == VAL
+
+
+def test_cihp_reads_both_splits(tmp_path) -> None:
+    make_cihp(tmp_path)
+    train, val = CIHPDataset(tmp_path, "train"), CIHPDataset(tmp_path, "val")
+    assert train.names == TRAIN and val.names == VAL
+    assert train.label_set.name == "cihp" and train.ignore_index == 255
+    assert val[1].name == "v1" and val[1].labels[5, 5] == 2 and val[1].image.shape == (H, W, 3)
+
+
+def test_ppp_reads_id_txt_and_the_pascal_list_form(tmp_path) -> None:
+    make_ppp(tmp_path)
+    data = PPPDataset(tmp_path, "val")
+    assert data.names == VAL and data.label_set.name == "ppp" and data.ignore_index == 255
+    assert data[0].labels[5, 5] == 1
+    (tmp_path / "train_id.txt").unlink()
+    (tmp_path / "pascal_person_part_train_list.txt").write_text(
+        "".join(f"/JPEGImages/{n}.jpg /SegmentationPart/{n}.png\n" for n in TRAIN))
+    assert PPPDataset(tmp_path, "train").names == TRAIN
+    (tmp_path / "pascal_person_part_train_list.txt").unlink()
+    with pytest.raises(InputError, match=r"neither train_id\.txt nor pascal_person_part_train_list\.txt"):
+        PPPDataset(tmp_path, "train")
+
+
+def test_helen_takes_every_image_of_the_split_sorted(tmp_path) -> None:
+    make_helen(tmp_path)
+    data = HelenDataset(tmp_path, "train")
+    assert data.names == sorted(TRAIN) and data.label_set.name == "helen" and data.ignore_index is None
+    assert data.label_set.num_classes == 11
+    assert HelenDataset(tmp_path).names == sorted(VAL)  # test split by default
+    (tmp_path / "test" / "labels" / "v1.png").unlink()
+    with pytest.raises(InputError, match=r"'v1' has no label map .*v1\.png"):
+        HelenDataset(tmp_path, "test")
+
+
+def test_missing_files_name_the_id_and_path(tmp_path) -> None:
+    make_lip(tmp_path)
+    (tmp_path / "TrainVal_images" / "train_images" / "a.jpg").unlink()
+    with pytest.raises(InputError, match=r"id 'a' has no image .*train_images.a\.jpg"):
+        LIPDataset(tmp_path, "train")
+    (tmp_path / "TrainVal_parsing_annotations" / "val_segmentations" / "v2.png").unlink()
+    with pytest.raises(InputError, match=r"id 'v2' has no label map .*val_segmentations.v2\.png"):
+        LIPDataset(tmp_path, "val")
+    (tmp_path / "val_id.txt").unlink()
+    with pytest.raises(InputError, match=r"id list not found: .*val_id\.txt"):
+        LIPDataset(tmp_path, "val")
+
+
+def test_wrong_folder_or_split_is_refused_with_the_expected_layout(tmp_path) -> None:
+    make_cihp(tmp_path)
+    with pytest.raises(InputError, match=r"does not have the LIP layout: .*TrainVal_images"):
+        LIPDataset(tmp_path)
+    with pytest.raises(InputError, match=r"does not have the PPP layout: .*JPEGImages"):
+        PPPDataset(tmp_path)
+    with pytest.raises(InputError, match=r"does not have the Helen layout"):
+        HelenDataset(tmp_path)
+    with pytest.raises(InputError, match=r"CIHP has splits train, val, not 'test'"):
+        CIHPDataset(tmp_path, "test")
+
+
+def test_a_mapping_merges_classes_and_keeps_ignore(tmp_path) -> None:
+    lip = get_label_set("lip")
+    person = LabelSet("person", ("background", "person"), ((0, 0, 0), (255, 255, 255)))
+    lut = np.full(256, 255, np.uint8)
+    lut[0], lut[1:20] = 0, 1
+    data = LIPDataset(make_lip(tmp_path), "train", mapping=LabelMapping("person", lip, person, lut))
+    assert data.label_set is person and data.ignore_index == 255
+    labels = data[2].labels
+    assert labels[5, 5] == 1 and labels[0, 0] == 255
+    with pytest.raises(InputError, match=r"reads 'ccp' classes, but LIP train .* is labelled in 'lip'"):
+        LIPDataset(tmp_path, "train", mapping=get_label_mapping("ccp_coarse"))
+
+
+@pytest.mark.parametrize(("make", "layout", "reader", "names"), [
+    (make_lip, "lip", LIPDataset, VAL),
+    (make_cihp, "cihp", CIHPDataset, VAL),
+    (make_ppp, "ppp", PPPDataset, VAL),
+    (make_helen, "helen", HelenDataset, sorted(VAL)),
+    (make_folder, "folder", FolderDataset, sorted(TRAIN)),
+])
+def test_open_dataset_detects_each_layout_and_defaults_to_the_evaluation_split(
+        tmp_path, make, layout, reader, names) -> None:
+    root = make(tmp_path / layout)
+    assert detect_layout(root) == layout
+    data = open_dataset(root)
+    assert type(data) is reader and data.names == names
+    assert data[0].image.shape == (H, W, 3) and data[0].labels.shape == (H, W)
+
+
+def test_open_dataset_passes_split_and_refuses_split_on_a_generic_folder(tmp_path) -> None:
+    assert open_dataset(make_lip(tmp_path / "lip"), "train").names == TRAIN
+    assert open_dataset(make_helen(tmp_path / "helen"), "train").names == sorted(TRAIN)
+    with pytest.raises(InputError, match=r"without splits"):
+        open_dataset(make_folder(tmp_path / "generic"), "val")
+
+
+def test_open_dataset_lists_the_known_layouts_for_an_unknown_folder(tmp_path) -> None:
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(InputError, match=r"no known data layout.*folder: images/.*lip: .*cihp: .*ppp: .*helen: "):
+        open_dataset(tmp_path)
+    with pytest.raises(InputError, match=r"data folder not found"):
+        open_dataset(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(not (CCP / "manifest.json").is_file(), reason=f"real data not present at {CCP}")
+def test_open_dataset_on_the_shared_ccp_folder() -> None:
+    data = open_dataset(CCP)
+    assert isinstance(data, FolderDataset) and data.label_set.num_classes == 59
+    sample = data[0]  # one sample only: this is a smoke check of the real files
+    assert sample.image.shape[:2] == sample.labels.shape and sample.labels.max() < 59
