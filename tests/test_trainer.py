@@ -40,6 +40,8 @@ def test_short_run_reduces_the_loss_and_resumes(synthetic_folder, tmp_path) -> N
     ckpt = load_checkpoint(last)
     assert ckpt.training["step"] == 24 and ckpt.spec.labels.names[2] == "hair"
     assert (run / "loss.png").is_file() and (run / "resume.pt").is_file()
+    assert not ckpt.model.training and all(
+        torch.isfinite(m.running_var).all() for m in ckpt.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     # Resuming continues from the last checkpoint instead of starting over.
     train(config(synthetic_folder, run, steps=28), progress=False)
     assert len(losses(run)) == 28 and load_checkpoint(last).training["step"] == 28
@@ -69,3 +71,17 @@ def test_poly_schedule_follows_the_tighter_budget() -> None:
     assert poly_lr(cfg, 50, 60) == pytest.approx(0.5)  # steps are the tighter budget
     assert poly_lr(cfg, 10, 300) == pytest.approx(0.5)  # time is
     assert poly_lr(cfg, 100, 0) == 0.0
+
+
+def test_batchnorm_recalibration_gives_the_exact_average_of_batch_statistics() -> None:
+    from ihp_rt.training.trainer import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    batches = [(torch.randn(2, 3, 5, 5) * (i + 1) + i, None, None) for i in range(3)]
+    with torch.no_grad():
+        feats = [model[0](x) for x, _, _ in batches]
+    recalibrate_batchnorm(model, batches, batches=3)
+    expected = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    assert torch.allclose(model[1].running_mean, expected, atol=1e-5)
+    assert model[1].momentum == 0.1 and not model.training

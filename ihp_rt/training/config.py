@@ -41,6 +41,7 @@ class TrainConfig:
     threads: int | None = None
     device: str = "cpu"
     checkpoint_every: int = 50
+    bn_recalibration_batches: int = 20  # batches that re-estimate BatchNorm statistics at the end
     val_every: int = 0  # steps between validations (0: only at the end)
     val_corrections: int = 5
     out: str = "runs/train"

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import time
@@ -139,10 +140,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                                             "train_images": len(train_names), "val_names": val_names})
         log_file.flush()
 
+    def budget_left() -> bool:
+        return step < cfg.steps and not (cfg.time_limit_min and elapsed >= cfg.time_limit_min * 60)
+
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     started = time.monotonic() - elapsed
-    stop = False
-    while step < cfg.steps and not stop:
+    while budget_left():
         for x, labels, clicks in loader:
             lr = poly_lr(cfg, step, elapsed)
             for group in optimizer.param_groups:
@@ -167,15 +170,37 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             if step % cfg.checkpoint_every == 0:
                 save()
             if cfg.val_every and step % cfg.val_every == 0:
-                model.eval()
-                scores = validate(Checkpoint(model, spec), folder.subset(val_names[:16]), cfg.val_corrections, 0)
-                model.train()
+                snapshot = copy.deepcopy(model)
+                recalibrate_batchnorm(snapshot, loader, cfg.bn_recalibration_batches, cfg.device)
+                scores = validate(Checkpoint(snapshot, spec), folder.subset(val_names[:16]), cfg.val_corrections, 0)
                 tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-            if step >= cfg.steps or (cfg.time_limit_min and elapsed >= cfg.time_limit_min * 60):
-                stop = True
+            if not budget_left():
                 break
     bar.close()
+    # The running BatchNorm statistics lag far behind weights trained from scratch at this learning
+    # rate (eval-mode pixel accuracy 13 % vs 72 % in train mode, measured): recompute them exactly
+    # for the final weights before saving. Running `train` again on a finished run only redoes this.
+    recalibrate_batchnorm(model, loader, cfg.bn_recalibration_batches, cfg.device)
     save()
     log_file.close()
     plot_losses(log_path, out / "loss.png")
     return last
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, loader, batches: int, device: str = "cpu") -> None:
+    """Replace BatchNorm running statistics by their exact average over ``batches`` training batches
+    (the "precise BN" of Wu & Johnson 2021); leaves the model in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average instead of an exponential one
+    model.train()
+    for i, (x, _, _) in enumerate(loader):
+        if i >= batches:
+            break
+        model(x.to(device, memory_format=torch.channels_last))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
