@@ -81,8 +81,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ihp_rt.export import export_onnx
 
     checkpoint = _open_checkpoint(args.model, args.backbone, args.label_set)
-    path = export_onnx(checkpoint, args.output, output=args.head, simplify=not args.no_simplify,
-                       precision=args.precision)
+    if args.precision == "int8":  # static QDQ: quantise an fp32 export, calibrated on labelled photos
+        from ihp_rt.export.quantize import calibration_inputs, quantize_int8
+
+        samples = _calibration_samples(args.calibration, checkpoint.spec, args.calibration_count)
+        fp32 = export_onnx(checkpoint, Path(args.output).with_suffix(".fp32.onnx"), output=args.head,
+                           simplify=not args.no_simplify)
+        path = quantize_int8(fp32, args.output, calibration_inputs(samples, checkpoint.spec))
+        fp32.unlink()
+    else:
+        path = export_onnx(checkpoint, args.output, output=args.head, simplify=not args.no_simplify,
+                           precision=args.precision)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.precision}, {args.head} output, "
           "spec in metadata)")
     # Parity check right after export: the .onnx alone must reproduce the PyTorch masks.
@@ -283,8 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help=".onnx file to write")
     p.add_argument("--head", choices=("labels", "logits"), default="labels",
                    help="labels: arg-max in the graph, uint8 mask out (default); logits: float32 scores")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="fp16: half-precision graph with float32 input, for TensorRT 11 FP16 engines")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="fp16: half-precision graph with float32 input, for TensorRT 11 FP16 engines; "
+                   "int8: static QDQ quantisation for ONNX Runtime on CPU (needs --calibration)")
+    p.add_argument("--calibration", help="labelled data folder for INT8 calibration")
+    p.add_argument("--calibration-count", type=int, default=32, help="calibration photos (default 32)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--check", type=int, default=3, help="random inputs for the parity check (0: none)")
     _stand_in_options(p)

@@ -23,7 +23,6 @@ from .conftest import random_clicks
 def onnx_path(tiny_checkpoint, tmp_path_factory):
     return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
-
 def test_exported_file_is_checked_and_self_describing(onnx_path, tiny_checkpoint) -> None:
     model = onnx.load(str(onnx_path))
     onnx.checker.check_model(model, full_check=True)
@@ -36,7 +35,6 @@ def test_exported_file_is_checked_and_self_describing(onnx_path, tiny_checkpoint
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert {n.op_type for n in model.graph.node} >= {"ArgMax", "Conv", "Resize"}
 
-
 def test_dynamic_batch_and_size(onnx_path, tiny_checkpoint, rng) -> None:
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = rng.standard_normal((2, 23, 75, 131)).astype(np.float32)
@@ -48,10 +46,8 @@ def test_dynamic_batch_and_size(onnx_path, tiny_checkpoint, rng) -> None:
         ref = tiny_checkpoint.model(torch.from_numpy(x)).argmax(1).numpy()
     assert (labels == ref).mean() >= 0.999
 
-
 def _session_pair(ckpt_or_path, onnx_file):
     return Session.open(ckpt_or_path, backend="torch", device="cpu"), Session.open(onnx_file, backend="onnxruntime")
-
 
 def test_onnxruntime_session_matches_torch_on_random_images_and_clicks(onnx_path, tiny_checkpoint, rng) -> None:
     torch_s, ort_s = _session_pair(tiny_checkpoint, onnx_path)
@@ -72,7 +68,6 @@ def test_onnxruntime_session_matches_torch_on_random_images_and_clicks(onnx_path
         worst = min(worst, float((torch_s.predict().labels == ort_s.predict().labels).mean()))
     assert worst >= 0.999
 
-
 def test_logits_head_and_full_size_default_architecture(tmp_path, rng) -> None:
     spec = ModelSpec()  # the default architecture at the paper's 473 px
     ckpt = Checkpoint(build_model(spec, seed=5).eval(), spec)
@@ -84,7 +79,6 @@ def test_logits_head_and_full_size_default_architecture(tmp_path, rng) -> None:
         for x, y, label in random_clicks(np.random.default_rng(3), 8, 20, 400, 300):
             s.add_click(int(x), int(y), int(label))
     assert (torch_s.predict().labels == ort_s.predict().labels).mean() >= 0.999
-
 
 def test_wrong_files_and_backends_are_clear_errors(onnx_path, tiny_checkpoint, tmp_path) -> None:
     with pytest.raises(BackendError, match="needs a PyTorch checkpoint"):
@@ -113,7 +107,6 @@ def test_wrong_files_and_backends_are_clear_errors(onnx_path, tiny_checkpoint, t
         with pytest.raises(BackendError, match="needs the tensorrt package"):
             open_backend(onnx_path, "tensorrt")
 
-
 def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_checkpoint, capsys) -> None:
     from .conftest import EXAMPLES
 
@@ -130,3 +123,32 @@ def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_check
 
     with Image.open(tmp_path / "a.png") as a, Image.open(tmp_path / "b.png") as b:
         assert (np.asarray(a) == np.asarray(b)).mean() >= 0.999
+
+def test_cli_int8_export_is_quantised_self_describing_and_runs(tmp_path, tiny_checkpoint, capsys) -> None:
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    from PIL import Image
+
+    from ihp_rt.labels import get_label_set
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        labels = np.zeros((80, 60), np.uint8)
+        labels[10:40, 10:50], labels[40:75, 5:55] = 2, 5
+        Image.fromarray(rng.integers(0, 256, (80, 60, 3), dtype=np.uint8)).save(data / "images" / f"c{i}.png")
+        Image.fromarray(labels).save(data / "labels" / f"c{i}.png")
+    names = get_label_set("lip").names
+    (data / "manifest.json").write_text(json.dumps({"classes": {str(i): n for i, n in enumerate(names)}}))
+    pt = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
+    out = tmp_path / "m_int8.onnx"
+    assert main(["export", "--model", str(pt), "-o", str(out), "--precision", "int8", "--calibration", str(data),
+                 "--check", "0"]) == 0
+    model = onnx.load(str(out))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["ihp_rt.precision"] == "int8" and ONNX_SPEC_KEY in meta
+    assert not (tmp_path / "m_int8.fp32.onnx").exists()
+    assert Session.open(out).backend.name == "onnxruntime-cpu"
+    capsys.readouterr()
