@@ -2,28 +2,23 @@ import numpy as np
 import pytest
 
 from ihp_rt.errors import InputError
-from ihp_rt.labels import LabelSet, get_label_set, label_set_names
+from ihp_rt.labels import LabelSet, get_label_set, label_set_names, voc_palette
 
 
-def voc_colormap(n: int) -> list[tuple[int, int, int]]:
-    """The PASCAL VOC colour map, written independently of the JSON data."""
-    out = []
-    for i in range(n):
-        r = g = b = 0
-        for bit in range(8):
-            r |= ((i >> (3 * bit)) & 1) << (7 - bit)
-            g |= ((i >> (3 * bit + 1)) & 1) << (7 - bit)
-            b |= ((i >> (3 * bit + 2)) & 1) << (7 - bit)
-        out.append((r, g, b))
-    return out
+def test_voc_palette_known_values() -> None:
+    # PASCAL VOC devkit colours: 1 aeroplane, 2 bicycle, 15 person, 20 tv/monitor
+    pal = voc_palette(21)
+    assert (pal[0], pal[1], pal[2], pal[15], pal[20]) == ((0, 0, 0), (128, 0, 0), (0, 128, 0), (192, 128, 128),
+                                                          (0, 64, 128))
 
 
-@pytest.mark.parametrize(("name", "count"), [("lip", 20), ("cihp", 20), ("ppp", 7), ("helen", 11), ("atr", 18)])
+@pytest.mark.parametrize(("name", "count"), [("lip", 20), ("cihp", 20), ("ppp", 7), ("helen", 11), ("atr", 18),
+                                           ("ccp", 59), ("ccp_coarse", 15), ("fasseg", 6)])
 def test_builtin_sizes_and_palettes(name: str, count: int) -> None:
     ls = get_label_set(name)
     assert ls.num_classes == count == len(ls.palette)
     assert ls.names[0] == "background"
-    assert list(ls.palette) == voc_colormap(count)
+    assert ls.palette == voc_palette(count)  # the JSON data against the colour-map code
 
 
 def test_names_of_the_paper_label_sets() -> None:
