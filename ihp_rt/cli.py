@@ -244,6 +244,17 @@ def _calibration_samples(data: str | None, spec, count: int) -> list:
     return [folder[i] for i in range(0, len(folder), step)][:count]
 
 
+def cmd_synth(args: argparse.Namespace) -> int:
+    from ihp_rt.data.synthetic import write_folder_layout, write_lip_layout
+
+    if args.layout == "lip":
+        root = write_lip_layout(args.out, args.count, args.val_count, args.seed, args.height, args.width)
+    else:
+        root = write_folder_layout(args.out, args.count, args.seed, args.height, args.width)
+    print(f"wrote {args.count} SYNTHETIC scenes ({args.layout} layout, LIP classes) to {root}")
+    return 0
+
+
 def cmd_labels(args: argparse.Namespace) -> int:
     from ihp_rt.labels import get_label_set, label_set_names
 
@@ -353,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-count", type=int, default=32)
     p.add_argument("-o", "--out", required=True, help="folder for bench.json, bench.md, bench.png")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("synth", help="write procedural (synthetic, not real) people in the LIP classes")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--count", type=int, default=64, help="scenes (the train split for --layout lip)")
+    p.add_argument("--val-count", type=int, default=16, help="validation scenes (--layout lip only)")
+    p.add_argument("--layout", choices=("folder", "lip"), default="folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--height", type=int, default=384)
+    p.add_argument("--width", type=int, default=256)
+    p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("labels", help="list the built-in label sets")
     p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")

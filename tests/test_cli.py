@@ -76,3 +76,24 @@ def test_console_script_is_installed(tmp_path) -> None:
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "ihp-rt: error: image not found: missing.jpg"
+
+
+def test_synth_command_and_lip_to_ccp_coarse_mapping(tmp_path, capsys) -> None:
+    from ihp_rt.data import dataset_for_labels
+    from ihp_rt.labels import get_label_set
+
+    assert main(["synth", "--out", str(tmp_path / "s"), "--count", "2", "--height", "128", "--width", "96"]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+    lip_view = dataset_for_labels(tmp_path / "s", get_label_set("lip"))
+    coarse = get_label_set("ccp_coarse")
+    ccp_view = dataset_for_labels(tmp_path / "s", coarse)
+    lip_labels, ccp_labels = lip_view[0].labels, ccp_view[0].labels
+    assert lip_labels.shape == ccp_labels.shape == (128, 96)
+    lip = get_label_set("lip")
+    limbs = np.isin(lip_labels, [lip.label_id(n) for n in ("face", "left-arm", "right-arm", "left-leg", "right-leg")])
+    assert limbs.any() and (ccp_labels[limbs] == coarse.label_id("skin")).all()
+    shoes = np.isin(lip_labels, [lip.label_id("left-shoe"), lip.label_id("right-shoe")])
+    assert (ccp_labels[shoes] == coarse.label_id("shoes")).all()
+    assert main(["synth", "--out", str(tmp_path / "l"), "--count", "2", "--val-count", "1", "--layout", "lip",
+                 "--height", "64", "--width", "48"]) == 0
+    assert len(dataset_for_labels(tmp_path / "l", lip, split="val")) == 1
