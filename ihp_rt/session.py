@@ -24,6 +24,7 @@ from ihp_rt.spec import ModelSpec
 if TYPE_CHECKING:
     from ihp_rt.model.checkpoint import Checkpoint
 
+
 @dataclass(frozen=True)
 class Prediction:
     """A label map in image pixels, the clicks that produced it, and what it cost."""

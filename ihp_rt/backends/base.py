@@ -17,8 +17,10 @@ from ihp_rt.spec import ModelSpec
 class Backend(Protocol):
     """An engine that maps (image, clicks) to a label map in the model frame."""
 
-    name: str
+    name: str  # engine and precision actually running, e.g. "onnxruntime-cpu", "tensorrt-fp16"
     spec: ModelSpec
+    choice: str  # why this engine: "backend 'torch' as asked", or what `auto` found
+    timings: dict[str, float]  # stage times of the last predict: encode_ms, network_ms, download_ms
 
     def set_image(self, image: np.ndarray) -> None:
         """Take a (3, S, S) float32 normalised image; called once per image."""
