@@ -18,8 +18,14 @@ from ihp_rt.benchmarks.report import chart, markdown
 from ihp_rt.errors import InputError
 from ihp_rt.model import Checkpoint, save_checkpoint
 
-EXAMPLE_CLICKS = [(225, 40, 2), (225, 125, 13), (90, 330, 5), (320, 300, 5), (135, 497, 3), (40, 150, 0),
-                  (470, 230, 0)]
+# Where a person clicks first on the example photo: hair, face, suit, suit, glove, background x2.
+EXAMPLE_POINTS = [(225, 40), (225, 125), (90, 330), (320, 300), (135, 497), (40, 150), (470, 230)]
+
+
+def first_clicks(num_classes: int) -> list[tuple[int, int, int]]:
+    """The example points with labels valid for any label set (parts first, background last)."""
+    parts = len(EXAMPLE_POINTS) - 2
+    return [(x, y, 1 + i % (num_classes - 1) if i < parts else 0) for i, (x, y) in enumerate(EXAMPLE_POINTS)]
 
 
 def model_files(checkpoint: Checkpoint, names: list[str], out: Path, calibration: list | None) -> dict[str, Path]:
@@ -56,7 +62,8 @@ def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], ou
     from ihp_rt.images import read_image
 
     image = read_image(image_path)
-    sequence = click_sequence(image, EXAMPLE_CLICKS, clicks + warmup, checkpoint.spec.num_classes)
+    sequence = click_sequence(image, first_clicks(checkpoint.spec.num_classes), clicks + warmup,
+                              checkpoint.spec.num_classes)
     results = []
     for name in runnable:
         started = time.perf_counter()
