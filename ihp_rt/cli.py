@@ -159,7 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                                   sample.image, run.predictions[-1], sample.labels, run.clicks,
                                                   labels, ignore, title))
 
-                result = evaluate(session, dataset, args.max_clicks, args.standard, args.seed, initial,
+                result = evaluate(session, dataset, args.max_clicks, tuple(args.standard), args.seed, initial,
                                   desc=label, on_image=keep)
                 result.update(label=label, model=model_arg or "default", data=str(args.data))
                 results.append(result)
@@ -167,7 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       f"after {args.max_clicks} clicks; Add. {result['add']:.2f}, Avg. {result['avg']:.2f}")
     report = {
         "data": str(args.data), "images": results[0]["images"], "max_corrections": args.max_clicks,
-        "standard": args.standard, "seed": args.seed,
+        "standards": args.standard, "seed": args.seed,
         "convention": "miou[k]: data-set mIoU from one confusion matrix accumulated over all images after k "
                       "correction clicks; miou_per_image_mean: mean of per-image mIoUs; add: mean correction "
                       "clicks to reach the standard (per-image mIoU), capped at max_corrections; avg: total "
@@ -338,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "LIP, CIHP, PASCAL-Person-Part or Helen layout")
     p.add_argument("--model", action="append", help="checkpoint or .onnx; repeat to compare (default: shipped)")
     p.add_argument("--backend", action="append", choices=BACKENDS, help="repeat to compare engines")
-    p.add_argument("--standard", type=float, default=85.0, help="mIoU (%%) an image must reach (default 85)")
+    p.add_argument("--standard", type=float, nargs="+", default=[85.0],
+                   help="mIoU (%%) an image must reach; several give several Add./Avg. columns (default 85)")
     p.add_argument("--max-clicks", type=int, default=20, help="correction clicks per image (default 20)")
     p.add_argument("--split", help="split of a benchmark layout (LIP/CIHP/PPP: val, Helen: test by default)")
     p.add_argument("--names", help="file of image names (one per line) to evaluate, e.g. a held-out split")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,16 @@ def tiny_checkpoint():
 
     spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=96)
     return Checkpoint(build_model(spec, seed=0).eval(), spec, {"untrained": True})
+
+
+@pytest.fixture
+def lip_clicks(tmp_path) -> Path:
+    """A click list for the example photo in the LIP label set (the tiny test models' labels)."""
+    path = tmp_path / "lip_clicks.json"
+    path.write_text(json.dumps({"clicks": [{"x": 225, "y": 40, "label": "hair"}, {"x": 225, "y": 125, "label": "face"},
+                                           {"x": 90, "y": 330, "label": "upper-clothes"},
+                                           {"x": 40, "y": 150, "label": "background"}]}))
+    return path
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def test_perfect_predictor_add_zero_avg_is_initial_clicks_per_part() -> None:
         b.calls += 1
 
     backend.set_image = counting_set_image
-    result = evaluate(Session(backend), ListData(truths), max_corrections=4, standard=85, progress=False)
+    result = evaluate(Session(backend), ListData(truths), max_corrections=4, standards=85, progress=False)
     assert result["add"] == 0 and result["failures"] == []
     assert result["avg"] == pytest.approx((3 + 2) / (3 + 1))
     assert result["miou"] == [1.0] * 5 and result["boundary_f"] == [1.0, 1.0]
@@ -72,12 +72,13 @@ def test_perfect_predictor_add_zero_avg_is_initial_clicks_per_part() -> None:
 def test_add_and_avg_by_hand_when_a_few_corrections_are_needed() -> None:
     truths = two_images()
     # image a: 3 initial clicks, perfect from 5 clicks -> 2 corrections; image b: 2 initial -> 3 corrections
-    result = evaluate(Session(SwitchingBackend(truths, need=5)), ListData(truths), max_corrections=6, standard=85,
-                      progress=False)
+    result = evaluate(Session(SwitchingBackend(truths, need=5)), ListData(truths), max_corrections=6,
+                      standards=(85, 50), progress=False)
     assert result["add"] == pytest.approx((2 + 3) / 2)
     assert result["avg"] == pytest.approx((5 + 5) / (3 + 1))
+    assert result["by_standard"]["50"] == result["by_standard"]["85"]  # all-or-nothing predictor
     # never reaching the standard counts at the cap and is reported
-    capped = evaluate(Session(SwitchingBackend(truths, need=99)), ListData(truths), max_corrections=3, standard=85,
+    capped = evaluate(Session(SwitchingBackend(truths, need=99)), ListData(truths), max_corrections=3, standards=85,
                       progress=False)
     assert capped["add"] == 3 and capped["failures"] == ["s0", "s1"]
     assert capped["avg"] == pytest.approx((3 + 3 + 2 + 3) / 4)
@@ -113,23 +114,27 @@ def test_eval_command_writes_json_markdown_plot_and_examples(lip_folder, tiny_ch
     model = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
     out = tmp_path / "eval"
     argv = ["eval", "--data", str(lip_folder), "--model", str(model), "--max-clicks", "3", "--out", str(out),
-            "--baselines", "--save-examples", "1", "--standard", "80"]
+            "--baselines", "--save-examples", "1", "--standard", "80", "60"]
     assert main(argv) == 0
     report = json.loads((out / "eval.json").read_text())
-    assert report["images"] == 3 and report["standard"] == 80 and "accumulated" in report["convention"]
+    assert report["images"] == 3 and report["standards"] == [80, 60] and "accumulated" in report["convention"]
     central, baseline = report["runs"]
     assert central["initial"] == "central" and baseline["initial"] == "none"
     for run in report["runs"]:
         assert len(run["miou"]) == 4 and all(0 <= v <= 1 for v in run["miou"])
         assert 0 <= run["add"] <= 3 and run["avg"] > 0
         assert set(run["per_class_iou"]) == set(get_label_set("lip").names)
-    assert "| run | mIoU@0 | mIoU@1 | mIoU@3 | Add.@80 | Avg.@80 |" in (out / "eval.md").read_text()
+    assert "| run | mIoU@0 | mIoU@1 | mIoU@3 | Add.@80 | Avg.@80 | not reached @80 | Add.@60 |" in (
+        out / "eval.md").read_text()
+    assert set(central["by_standard"]) == {"80", "60"}
+    assert central["by_standard"]["60"]["add"] <= central["by_standard"]["80"]["add"]
     with Image.open(out / "miou_vs_clicks.png") as im:
         assert im.size[0] > 400
     assert len(list((out / "examples").glob("*.png"))) == 2
     names = tmp_path / "names.txt"
     names.write_text("p1\n")
-    assert main([*argv[:-4], "--names", str(names), "--out", str(tmp_path / "e2")]) == 0
+    assert main(["eval", "--data", str(lip_folder), "--model", str(model), "--max-clicks", "3", "--names", str(names),
+                 "--out", str(tmp_path / "e2")]) == 0
     assert json.loads((tmp_path / "e2" / "eval.json").read_text())["images"] == 1
     capsys.readouterr()
 

@@ -107,7 +107,7 @@ def test_wrong_files_and_backends_are_clear_errors(onnx_path, tiny_checkpoint, t
         with pytest.raises(BackendError, match="needs the tensorrt package"):
             open_backend(onnx_path, "tensorrt")
 
-def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_checkpoint, capsys) -> None:
+def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_checkpoint, lip_clicks, capsys) -> None:
     from .conftest import EXAMPLES
 
     pt = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
@@ -115,7 +115,7 @@ def test_cli_export_reports_parity_and_predict_runs_on_onnx(tmp_path, tiny_check
     assert main(["export", "--model", str(pt), "-o", str(onnx_file), "--check", "2"]) == 0
     out = capsys.readouterr().out
     assert "100.000 % of pixels equal" in out
-    args = ["predict", str(EXAMPLES / "astronaut.jpg"), "--clicks", str(EXAMPLES / "astronaut_clicks.json")]
+    args = ["predict", str(EXAMPLES / "astronaut.jpg"), "--clicks", str(lip_clicks)]
     assert main([*args, "-o", str(tmp_path / "a.png"), "--model", str(onnx_file)]) == 0
     assert "on onnxruntime-cpu" in capsys.readouterr().out
     assert main([*args, "-o", str(tmp_path / "b.png"), "--model", str(pt), "--backend", "torch"]) == 0
