@@ -64,6 +64,14 @@ def click_sequence(image: np.ndarray, first: list[tuple[int, int, int]], count: 
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process. /proc's VmHWM belongs to the process image itself;
+    getrusage's ru_maxrss survives execve, so a worker would report its parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

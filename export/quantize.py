@@ -48,10 +48,15 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, inputs: Iterable[
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     source = onnx.load(str(onnx_path))
+    # The graph input holds normalised RGB (about -2..2.6) and click maps (0..255) in one tensor: a
+    # single uint8 scale for it leaves RGB about 5 levels (measured: mIoU 36.9 -> 14.6 on held-out
+    # photos). The layers that read the input stay float.
+    first = [n.name for n in source.graph.node if "input" in n.input]
     tmp = out_path.with_name(out_path.name + ".tmp")
     quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"])
+                    op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"],
+                    nodes_to_exclude=first)
     quantized = onnx.load(str(tmp))
     del quantized.metadata_props[:]
     for prop in source.metadata_props:  # the quantiser drops them: the .onnx must stay self-describing
