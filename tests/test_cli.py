@@ -16,22 +16,47 @@ ASTRONAUT = EXAMPLES / "astronaut.jpg"
 CLICKS = EXAMPLES / "astronaut_clicks.json"
 
 
-def test_predict_the_bundled_example_writes_mask_and_overlay(tmp_path, capsys) -> None:
+def test_predict_the_bundled_example_with_the_shipped_model(tmp_path, capsys) -> None:
+    from ihp_rt.clicks import load_clicks
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.zoo import default_model_path, default_onnx_path
+
+    assert default_model_path() is not None and default_onnx_path() is not None, "the default model must ship"
     out, ov = tmp_path / "mask.png", tmp_path / "ov.png"
     assert main(["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", str(out), "--overlay", str(ov)]) == 0
     captured = capsys.readouterr()
-    assert "RANDOMLY INITIALISED" in captured.err  # no trained model ships yet: say so loudly
-    with Image.open(out) as mask, Image.open(ov) as overlay:
-        assert mask.mode == "L" and mask.size == (512, 512)
-        assert np.asarray(mask).max() < 20
+    assert "RANDOMLY" not in captured.err
+    assert "backend: onnxruntime-cpu" in captured.out and "ccp_coarse label set" in captured.out
+    with Image.open(out) as mask_file, Image.open(ov) as overlay:
+        mask = np.asarray(mask_file)
+        assert mask_file.mode == "L" and mask_file.size == (512, 512)
         assert overlay.mode == "RGB" and overlay.size == (512, 512)
-    assert "wrote" in captured.out and "lip label set" in captured.out
+    assert mask.max() < 15
+    clicks = load_clicks(CLICKS, get_label_set("ccp_coarse"), (512, 512))
+    followed = sum(mask[c.y, c.x] == c.label for c in clicks)
+    assert followed >= len(clicks) - 2  # a trained model labels most clicked pixels as clicked
+    # The PyTorch reference on the shipped checkpoint gives the same mask.
+    assert main(["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", str(tmp_path / "t.png"),
+                 "--backend", "torch"]) == 0
+    with Image.open(tmp_path / "t.png") as torch_mask:
+        assert (np.asarray(torch_mask) == mask).mean() >= 0.999
 
 
-def test_predict_with_a_checkpoint(tmp_path, tiny_checkpoint, capsys) -> None:
+def test_untrained_stand_in_is_announced_loudly(tmp_path, capsys, monkeypatch) -> None:
+    import ihp_rt.zoo
+
+    monkeypatch.setattr(ihp_rt.zoo, "default_model_path", lambda: None)
+    monkeypatch.setattr(ihp_rt.zoo, "default_onnx_path", lambda: None)
+    out = tmp_path / "mask.png"
+    assert main(["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", str(out), "--label-set", "ccp_coarse"]) == 0
+    assert "RANDOMLY INITIALISED" in capsys.readouterr().err
+    assert out.is_file()
+
+
+def test_predict_with_a_checkpoint(tmp_path, tiny_checkpoint, lip_clicks, capsys) -> None:
     model = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
     out = tmp_path / "mask.png"
-    assert main(["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", str(out), "--model", str(model)]) == 0
+    assert main(["predict", str(ASTRONAUT), "--clicks", str(lip_clicks), "-o", str(out), "--model", str(model)]) == 0
     assert "RANDOMLY" not in capsys.readouterr().err
     assert out.is_file()
 
@@ -57,6 +82,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys) -> None:
     msg = _bad_run(tmp_path, capsys, ["predict", str(ASTRONAUT), "--clicks", str(CLICKS), "-o", out,
                                       "--model", str(tmp_path / "fake.jpg")])
     assert "not a readable ihp-rt checkpoint" in msg
+    (tmp_path / "lip.json").write_text(json.dumps({"clicks": [{"x": 3, "y": 3, "label": "left-arm"}]}))
+    msg = _bad_run(tmp_path, capsys, ["predict", str(ASTRONAUT), "--clicks", str(tmp_path / "lip.json"), "-o", out])
+    assert "unknown label 'left-arm'" in msg and "ccp_coarse" in msg  # clicks of another label set
     assert not Path(out).exists()
 
 

@@ -20,6 +20,8 @@ from ihp_rt.backends.engine_cache import (
 from ihp_rt.errors import ModelError
 from ihp_rt.session import Session
 
+from .conftest import random_clicks
+
 
 def test_auto_prefers_tensorrt_then_ort_cuda_then_ort_cpu() -> None:
     assert choose_onnx_backend(None, ["cpu", "cuda"])[:2] == ("tensorrt", "cuda")
@@ -107,3 +109,21 @@ def test_torch_half_precision_path(tiny_checkpoint, rng) -> None:
     assert (full.predict().labels == half.predict().labels).mean() >= 0.97
     assert next(tiny_checkpoint.model.parameters()).dtype.is_floating_point  # shared model left as it was
     assert str(next(tiny_checkpoint.model.parameters()).dtype) == "torch.float32"
+
+
+def test_shipped_onnx_matches_shipped_checkpoint_on_random_images_and_clicks(rng) -> None:
+    from ihp_rt.zoo import default_model_path, default_onnx_path
+
+    torch_s = Session.open(default_model_path(), "torch", "cpu")
+    ort_s = Session.open(default_onnx_path(), "onnxruntime", "cpu")
+    assert torch_s.spec == ort_s.spec and torch_s.spec.input_size == 473
+    worst = 1.0
+    for h, w in [(600, 400), (300, 517)]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for s in (torch_s, ort_s):
+            s.set_image(image)
+        for x, y, label in random_clicks(rng, 4, torch_s.spec.num_classes, h, w):
+            for s in (torch_s, ort_s):
+                s.add_click(int(x), int(y), int(label))
+            worst = min(worst, float((torch_s.predict().labels == ort_s.predict().labels).mean()))
+    assert worst >= 0.999
