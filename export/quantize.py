@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ihp_rt.data.folder import IGNORE
 from ihp_rt.geometry import prepare_image
 from ihp_rt.spec import ONNX_PRECISION_KEY, ModelSpec
 
@@ -26,7 +27,7 @@ def calibration_inputs(samples: Iterable, spec: ModelSpec, seed: int = 0) -> Ite
     size = spec.input_size
     for sample in samples:
         box, rgb = prepare_image(sample.image, spec)
-        clicks = central_clicks(sample.labels, rng, ignore=255) + random_extra_clicks(sample.labels, rng, 5, 255)
+        clicks = central_clicks(sample.labels, rng, IGNORE) + random_extra_clicks(sample.labels, rng, 5, IGNORE)
         x = np.empty((1, spec.in_channels, size, size), np.float32)
         x[0, :3] = rgb
         encode_cpu(box.clicks_to_model(clicks), spec.num_classes, size, size, spec.cap, out=x[0, 3:])

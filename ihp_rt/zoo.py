@@ -35,19 +35,14 @@ def default_onnx_path() -> Path | None:
 
 def ship(checkpoint_path: str | Path, assets: Path | None = None) -> tuple[Path, Path]:
     """Write the default model's checkpoint (float16 weights) and its ONNX export into ``assets``."""
-    import torch
-
     from ihp_rt.export import export_onnx
     from ihp_rt.model import load_checkpoint, save_checkpoint
 
     assets = assets or _asset("")
     checkpoint = load_checkpoint(checkpoint_path)
-    with torch.no_grad():  # round once to float16 so the .pt and the .onnx hold identical weights
-        for tensor in checkpoint.model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
     training = {**checkpoint.training, "shipped_from": str(checkpoint_path), "weights_stored_as": "float16"}
     pt = save_checkpoint(assets / DEFAULT_MODEL_NAME, checkpoint.model, checkpoint.spec, training, half_weights=True)
+    # Export from the saved file, not the run: both then hold the same float16-rounded weights.
     onnx_file = export_onnx(load_checkpoint(pt), assets / DEFAULT_ONNX_NAME)
     return pt, onnx_file
 

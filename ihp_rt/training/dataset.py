@@ -16,13 +16,12 @@ import numpy as np
 import torch
 
 from ihp_rt.clicks import clicks_array
-from ihp_rt.data.folder import ParsingDataset, Sample
+from ihp_rt.data.folder import IGNORE, ParsingDataset, Sample
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.geometry import mean_colour, normalize
 from ihp_rt.simulation import D_MARGIN, training_clicks
 from ihp_rt.spec import ModelSpec
 
-IGNORE = 255
 MAX_CLICKS = 160  # padding length of the per-sample click arrays (far above 1 + parts + 15 extras)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from ihp_rt.data.folder import IGNORE
+
 SP_MARGIN = 1.5
 _EPS = 1e-6
 
