@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ihp_rt.benchmarks.encoding import cpu_name
 
 BENCH_BACKENDS = {
     # name: (session backend, device, half, which model file)
@@ -126,12 +127,8 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
 
 def machine() -> dict:
     """CPU, cores, GPU and library versions: a figure means nothing without them."""
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()}
-    try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                           if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor() or platform.machine()
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count(),
+            "cpu": cpu_name()}
     for module in ("torch", "onnxruntime", "numpy", "cv2", "cupy", "tensorrt"):
         try:
             info[module] = __import__(module).__version__

@@ -7,6 +7,7 @@ else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -181,6 +182,60 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(markdown(results))
     print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, {out / 'miou_vs_clicks.png'}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ihp_rt.backends import open_backend
+    from ihp_rt.serving.runner import serve_forever
+    from ihp_rt.session import SharedBackend
+
+    create_app = _serving_app()
+    model = _model_arg(args.model, args.backend, args.backbone, args.label_set)
+    engine = SharedBackend(open_backend(model, args.backend, args.device, args.threads, args.half))
+    print(f"backend: {engine.backend.name} ({engine.backend.choice})")
+    app = create_app(engine, _serve_config(args))
+    print(f"annotation page: http://{args.host}:{args.port}/   API: http://{args.host}:{args.port}/openapi.json",
+          flush=True)
+    serve_forever(app, args.host, args.port)
+    return 0
+
+
+def _serving_app():
+    try:
+        from ihp_rt.serving.app import create_app
+    except ImportError as e:
+        raise IhpError(f"serving needs the serve extra: pip install 'ihp-rt[serve]' ({e})") from None
+    return create_app
+
+
+def _serve_config(args: argparse.Namespace):
+    from ihp_rt.serving import ServeConfig
+
+    try:
+        return ServeConfig(max_sessions=args.max_sessions, session_ttl_s=args.session_ttl,
+                           max_upload_bytes=round(args.max_upload_mb * 2**20), max_clicks=args.max_clicks)
+    except ValueError as e:
+        raise IhpError(str(e)) from None
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from ihp_rt.benchmarks.encoding import cpu_name
+    from ihp_rt.serving.loadtest import run_load, write_report
+    from ihp_rt.serving.runner import spawn_server
+
+    image = Path(args.image).read_bytes()
+    if args.url:
+        report = run_load(args.url, image, args.sessions, args.clicks, args.max_duration, args.transport)
+    else:
+        with spawn_server(["--max-sessions", str(args.sessions), *(["--model", args.model] if args.model else []),
+                           *(["--threads", str(args.threads)] if args.threads else [])]) as url:
+            report = run_load(url, image, args.sessions, args.clicks, args.max_duration, args.transport)
+    json_path, md_path = write_report(report, Path(args.out), f"{cpu_name()}, {os.cpu_count()} cores")
+    print(md_path.read_text())
+    for error in report.errors[:10]:
+        print(f"error: {error}", file=sys.stderr)
+    print(f"wrote {json_path}, {md_path}")
+    return 1 if report.errors else 0
 
 
 def _slug(text: str) -> str:
@@ -375,6 +430,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=384)
     p.add_argument("--width", type=int, default=256)
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("serve", help="interactive HTTP/WebSocket server and annotation page (the serve extra)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", help="checkpoint (.pt), .onnx or .engine; default: the shipped model")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="CPU threads for the network (default: all cores)")
+    p.add_argument("--half", action="store_true", help="torch backend in FP16 (for CUDA)")
+    p.add_argument("--max-sessions", type=int, default=16, help="sessions held at once (each ~3 MB)")
+    p.add_argument("--session-ttl", type=float, default=900.0, help="seconds before an idle session expires")
+    p.add_argument("--max-upload-mb", type=float, default=20.0)
+    p.add_argument("--max-clicks", type=int, default=500, help="clicks per session")
+    _stand_in_options(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("loadtest", help="bounded load test: N sessions clicking at once against a server")
+    p.add_argument("--url", help="a running server; default: start `ihp-rt serve` on a free loopback port")
+    p.add_argument("--model", help="model for the server started here")
+    p.add_argument("--threads", type=int, help="network threads of the server started here")
+    p.add_argument("--sessions", type=int, default=4, help="concurrent sessions (default 4)")
+    p.add_argument("--clicks", type=int, default=10, help="clicks per session (default 10)")
+    p.add_argument("--max-duration", type=float, default=120.0, help="time cap in seconds (default 120)")
+    p.add_argument("--transport", choices=("ws", "http"), default="ws")
+    p.add_argument("--image", default=str(Path(__file__).resolve().parents[1] / "examples" / "astronaut.jpg"))
+    p.add_argument("-o", "--out", required=True, help="folder for load.json and load.md")
+    p.set_defaults(func=cmd_loadtest)
 
     p = sub.add_parser("labels", help="list the built-in label sets")
     p.add_argument("name", nargs="?", help="one label set (lip, cihp, ppp, helen, atr)")

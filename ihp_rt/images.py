@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -35,28 +36,35 @@ def check_image(image: object) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode a photo to RGB uint8, honouring EXIF orientation as image viewers do.
+    """Decode a photo file to RGB uint8, honouring EXIF orientation as image viewers do."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}")
+    return decode_image(path, str(path))
+
+
+def decode_image(source: str | Path | bytes, what: str = "upload") -> np.ndarray:
+    """Decode a file or encoded bytes (``what`` names it in errors) to RGB uint8.
 
     The size is checked from the header before any pixel is decoded, so a decompression
     bomb costs nothing.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image not found: {path}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
                     raise InputError(
-                        f"image {path} is too large ({width}x{height}); the limit is {MAX_PIXELS:,} pixels"
+                        f"image {what} is too large ({width}x{height}); the limit is {MAX_PIXELS:,} pixels"
                     )
                 rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"{path} is not a readable image: {e}") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{what} is not a readable image (no image format Pillow knows)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"{what} is not a readable image: {e}") from None
     except OSError as e:
-        raise InputError(f"cannot decode image {path}: {e}") from None
+        raise InputError(f"cannot decode image {what}: {e}") from None
     return check_image(np.ascontiguousarray(rgb))
 
 

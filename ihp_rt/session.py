@@ -2,10 +2,15 @@
 
 The click maps are a pure function of the click list, so undo is "drop the last click": no
 network state needs to be kept. Pre-processing happens in set_image, never per click.
+
+Many sessions may share one loaded network (a server's clients): each session keeps its own
+pre-processed image, and the shared engine re-fills its input buffer only when the session
+asking differs from the last one, so a click costs the per-click step alone.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +40,45 @@ class Prediction:
     latency_ms: float
 
 
-class Session:
-    """``set_image`` once, then ``add_click`` / ``undo`` / ``reset`` and ``predict``."""
+class SharedBackend:
+    """One backend behind any number of sessions; calls are serialised by a lock.
+
+    A backend holds one image in its input buffer; ``_loaded`` remembers which session's
+    image that is (by identity of its pre-processed array), so switching sessions costs one
+    buffer copy and staying with a session costs nothing.
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._lock = threading.Lock()
+        self._loaded: np.ndarray | None = None
+
+    def load(self, image: np.ndarray) -> None:
+        with self._lock:
+            self._load(image)
+
+    def _load(self, image: np.ndarray) -> None:
+        if self._loaded is not image:
+            self.backend.set_image(image)
+            self._loaded = image
+
+    def predict(self, image: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self._load(image)
+            return self.backend.predict(clicks)
+
+
+class Session:
+    """``set_image`` once, then ``add_click`` / ``undo`` / ``reset`` and ``predict``.
+
+    A Session is not itself thread-safe (a server holds one lock per session); sessions that
+    share a :class:`SharedBackend` may run in different threads.
+    """
+
+    def __init__(self, backend: Backend | SharedBackend) -> None:
+        self.engine = backend if isinstance(backend, SharedBackend) else SharedBackend(backend)
         self._box: Letterbox | None = None
+        self._image: np.ndarray | None = None
         self._clicks: list[Click] = []
 
     @classmethod
@@ -50,6 +88,10 @@ class Session:
         from ihp_rt.backends import open_backend
 
         return cls(open_backend(model, backend, device, threads, half))
+
+    @property
+    def backend(self) -> Backend:
+        return self.engine.backend
 
     @property
     def spec(self) -> ModelSpec:
@@ -72,8 +114,8 @@ class Session:
 
     def set_image(self, image: np.ndarray) -> None:
         """Pre-process and upload an RGB uint8 (H, W, 3) image; clears the clicks."""
-        self._box, tensor = prepare_image(check_image(image), self.spec)
-        self.backend.set_image(tensor)
+        self._box, self._image = prepare_image(check_image(image), self.spec)
+        self.engine.load(self._image)
         self._clicks.clear()
 
     def add_click(self, x: int, y: int, label: int | str) -> Click:
@@ -90,10 +132,10 @@ class Session:
 
     def predict(self) -> Prediction:
         """Labels for the current clicks (none at all gives the RGB-only prediction)."""
-        box = self._box
-        if box is None:
+        box, image = self._box, self._image
+        if box is None or image is None:
             raise InputError("no image set: call set_image first")
         start = time.perf_counter()
-        labels = self.backend.predict(box.clicks_to_model(self._clicks))
+        labels = self.engine.predict(image, box.clicks_to_model(self._clicks))
         result = box.labels_to_image(labels)
         return Prediction(result, self.clicks, self.backend.name, (time.perf_counter() - start) * 1e3)

@@ -94,3 +94,34 @@ def test_open_from_file_and_unknown_backend(tmp_path, tiny_checkpoint, photo) ->
 def test_cuda_device_without_gpu_is_a_clear_error(tiny_checkpoint) -> None:
     with pytest.raises(BackendError, match="CUDA"):
         Session.open(tiny_checkpoint, device="cuda")
+
+
+def test_sessions_sharing_one_backend_match_sessions_alone(tiny_checkpoint, rng) -> None:
+    """Interleaved sessions on one network give each the mask it gets alone; the image buffer
+    is re-filled only when the asking session changes."""
+    from ihp_rt.backends import open_backend
+    from ihp_rt.session import SharedBackend
+
+    backend = open_backend(tiny_checkpoint, "torch")
+    loads = []
+    original = backend.set_image
+    backend.set_image = lambda image: (loads.append(image), original(image))
+    shared = SharedBackend(backend)
+    photos = [rng.integers(0, 256, (90, 70, 3), dtype=np.uint8), rng.integers(0, 256, (60, 110, 3), dtype=np.uint8)]
+    a, b = Session(shared), Session(shared)
+    a.set_image(photos[0])
+    b.set_image(photos[1])
+    assert len(loads) == 2
+    a.add_click(5, 5, "hair")
+    b.add_click(100, 50, "face")
+    first_a, first_b = a.predict().labels, b.predict().labels
+    assert len(loads) == 4  # a's image back in, then b's
+    b.add_click(3, 3, "background")
+    b.predict()
+    assert len(loads) == 4  # b again: no copy
+    for photo, clicks, mask in ((photos[0], [(5, 5, 2)], first_a), (photos[1], [(100, 50, 13)], first_b)):
+        alone = Session.open(tiny_checkpoint)
+        alone.set_image(photo)
+        for x, y, label in clicks:
+            alone.add_click(x, y, label)
+        assert np.array_equal(alone.predict().labels, mask)

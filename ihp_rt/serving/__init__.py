@@ -1,0 +1,10 @@
+"""The interactive server: ``ihp-rt serve`` (FastAPI + uvicorn, the ``[serve]`` extra).
+
+Nothing here is imported by ``import ihp_rt``; FastAPI is imported only by :mod:`.app`.
+"""
+
+from ihp_rt.serving.config import ServeConfig
+from ihp_rt.serving.masks import decode_label_rle, encode_label_rle
+from ihp_rt.serving.store import SessionStore
+
+__all__ = ["ServeConfig", "SessionStore", "decode_label_rle", "encode_label_rle"]

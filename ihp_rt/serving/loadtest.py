@@ -1,0 +1,141 @@
+"""A bounded load test on loopback: N sessions click concurrently, a fixed number of clicks
+each, within a fixed time cap; per-click latency percentiles and the error count.
+
+Each worker is what one annotator's browser does: upload the image once, then send clicks
+(over the WebSocket, as the page does, or over HTTP) and wait for each mask.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LoadReport:
+    """What the run did and how long each click took (milliseconds, client side)."""
+
+    url: str
+    transport: str
+    sessions: int
+    clicks_per_session: int
+    max_duration_s: float
+    clicks_done: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def summary(self) -> dict:
+        lat = np.asarray(self.latencies_ms or [np.nan])
+        return {
+            "sessions": self.sessions, "transport": self.transport,
+            "clicks_planned": self.sessions * self.clicks_per_session, "clicks_done": self.clicks_done,
+            "errors": len(self.errors), "duration_s": round(self.duration_s, 2),
+            "clicks_per_s": round(self.clicks_done / self.duration_s, 2) if self.duration_s else 0.0,
+            "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
+            "max_ms": round(float(lat.max()), 1), "mean_ms": round(statistics.fmean(lat), 1),
+        }
+
+
+def run_load(url: str, image: bytes, sessions: int, clicks_per_session: int, max_duration_s: float,
+             transport: str = "ws", seed: int = 0) -> LoadReport:
+    """Run the load; clicks not sent before ``max_duration_s`` are simply not done (reported)."""
+    import httpx
+
+    if transport not in ("ws", "http"):
+        raise ValueError(f"transport must be 'ws' or 'http', got {transport!r}")
+    report = LoadReport(url, transport, sessions, clicks_per_session, max_duration_s)
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_duration_s
+
+    def record(latency_ms: float | None = None, error: str | None = None) -> None:
+        with lock:
+            if error is not None:
+                report.errors.append(error)
+            else:
+                report.latencies_ms.append(latency_ms)
+                report.clicks_done += 1
+
+    def worker(index: int) -> None:
+        rng = np.random.default_rng([seed, index])
+        with httpx.Client(base_url=url, timeout=60.0) as client:
+            created = client.post("/sessions", files={"image": ("load.jpg", image, "image/jpeg")})
+            if created.status_code != 201:
+                record(error=f"session {index}: POST /sessions -> {created.status_code} {created.text[:200]}")
+                return
+            info = created.json()
+            clicks = [{"x": int(rng.integers(info["width"])), "y": int(rng.integers(info["height"])),
+                       "label": int(rng.integers(len(info["labels"])))} for _ in range(clicks_per_session)]
+            send = None
+            try:
+                sid = info["session_id"]
+                send = _ws_sender(url, sid) if transport == "ws" else _http_sender(client, sid)
+                for click in clicks:
+                    if time.monotonic() > deadline:
+                        break
+                    start = time.perf_counter()
+                    error = send(click)
+                    if error:
+                        record(error=error)
+                    else:
+                        record((time.perf_counter() - start) * 1e3)
+            finally:
+                if send is not None:
+                    send(None)
+                client.delete(f"/sessions/{info['session_id']}")
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(sessions) as pool:
+        for future in [pool.submit(worker, i) for i in range(sessions)]:
+            try:
+                future.result()
+            except Exception as e:  # a transport failure is a load-test error, reported with the others
+                record(error=f"{type(e).__name__}: {e}")
+    report.duration_s = time.perf_counter() - start
+    return report
+
+
+def _http_sender(client, session_id: str):
+    def send(click: dict | None) -> str | None:
+        if click is None:
+            return None
+        response = client.post(f"/sessions/{session_id}/clicks", json=click)
+        return None if response.status_code == 200 else f"click -> {response.status_code} {response.text[:200]}"
+    return send
+
+
+def _ws_sender(url: str, session_id: str):
+    from websockets.sync.client import connect
+
+    socket = connect(url.replace("http", "ws", 1) + f"/sessions/{session_id}/ws", open_timeout=30)
+
+    def send(click: dict | None) -> str | None:
+        if click is None:
+            socket.close()
+            return None
+        socket.send(json.dumps({"op": "click", **click}))
+        reply = json.loads(socket.recv(timeout=60))
+        return f"click -> {reply['error']}" if "error" in reply else None
+    return send
+
+
+def write_report(report: LoadReport, out: Path, machine: str) -> tuple[Path, Path]:
+    """load.json (every latency) and load.md (the README table row)."""
+    out.mkdir(parents=True, exist_ok=True)
+    s = report.summary
+    (out / "load.json").write_text(json.dumps({"summary": s, "machine": machine, **asdict(report)}, indent=1))
+    table = ("| sessions | transport | clicks done / planned | errors | duration s | clicks/s | p50 ms | p95 ms "
+             "| max ms |\n"
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+             f"| {s['sessions']} | {s['transport']} | {s['clicks_done']} / {s['clicks_planned']} | {s['errors']} | "
+             f"{s['duration_s']} | {s['clicks_per_s']} | {s['p50_ms']} | {s['p95_ms']} | {s['max_ms']} |\n")
+    (out / "load.md").write_text(f"Machine: {machine}\n\n{table}")
+    return out / "load.json", out / "load.md"
