@@ -31,6 +31,8 @@ def _coordinate(value: object, axis: str, where: str) -> int:
     # JSON has no integer type of its own: accept 12 and 12.0, refuse 12.5, "12", true.
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InputError(f"{where}: {axis} must be an integer pixel coordinate, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)  # any size: the bounds check refuses what is off the image, float() would overflow
     if not float(value).is_integer():
         raise InputError(f"{where}: {axis} must be an integer pixel coordinate, got {value!r}")
     return int(value)

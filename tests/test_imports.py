@@ -68,3 +68,12 @@ def test_pyproject_lists_every_package() -> None:
                           for p in root.rglob("__init__.py") if p.parent != root}
     mapped = set(config["package-dir"])
     assert found | mapped == listed
+
+
+def test_server_without_the_serve_extra_says_which_extra() -> None:
+    """The serving package imports without FastAPI; `ihp-rt serve` names the missing extra."""
+    result = run_blocked({"fastapi", "uvicorn", "starlette"},
+                         "import ihp_rt.serving, ihp_rt.serving.store, ihp_rt.serving.loadtest\n"
+                         "from ihp_rt.cli import main\nraise SystemExit(main(['serve']))")
+    assert result.returncode == 2, result.stderr
+    assert "ihp-rt: error: serving needs the serve extra: pip install 'ihp-rt[serve]'" in result.stderr

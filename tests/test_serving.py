@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from ihp_rt.backends import open_backend  # noqa: E402
-from ihp_rt.serving import ServeConfig, decode_label_rle, encode_label_rle  # noqa: E402
-from ihp_rt.serving.app import create_app  # noqa: E402
-from ihp_rt.session import Session, SharedBackend  # noqa: E402
+from ihp_rt.backends import open_backend
+from ihp_rt.serving import ServeConfig, decode_label_rle, encode_label_rle
+from ihp_rt.serving.app import create_app
+from ihp_rt.session import Session, SharedBackend
 
 
 class Clock:

@@ -63,9 +63,9 @@ class ClickIn(BaseModel):
     """One labelled click in pixels of the uploaded image; ``label`` is a class id or name."""
 
     model_config = ConfigDict(extra="forbid")
-    x: int
-    y: int
-    label: int | str
+    x: int = Field(ge=0, description="column, 0 .. width - 1")
+    y: int = Field(ge=0, description="row, 0 .. height - 1")
+    label: int | str = Field(description="class id or class name (case-insensitive)")
 
 
 class Operation(BaseModel):
