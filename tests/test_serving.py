@@ -175,7 +175,7 @@ def test_bad_uploads_are_refused(client, photo, case, status, words) -> None:
 
 @pytest.mark.parametrize(("body", "status", "words"), [
     ({"x": 120, "y": 0, "label": 1}, 400, "outside the 120x90 image"),
-    ({"x": -1, "y": 0, "label": 1}, 400, "outside"),
+    ({"x": -1, "y": 0, "label": 1}, 422, "greater than or equal to 0"),
     ({"x": 1, "y": 2, "label": "left-wing"}, 400, "unknown label 'left-wing'"),
     ({"x": 1, "y": 2, "label": 99}, 400, "label"),
     ({"x": 1.5, "y": 2, "label": 1}, 422, "integer"),
