@@ -11,7 +11,9 @@ import json
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,23 +76,20 @@ def run_load(url: str, image: bytes, sessions: int, clicks_per_session: int, max
             info = created.json()
             clicks = [{"x": int(rng.integers(info["width"])), "y": int(rng.integers(info["height"])),
                        "label": int(rng.integers(len(info["labels"])))} for _ in range(clicks_per_session)]
-            send = None
+            sid = info["session_id"]
             try:
-                sid = info["session_id"]
-                send = _ws_sender(url, sid) if transport == "ws" else _http_sender(client, sid)
-                for click in clicks:
-                    if time.monotonic() > deadline:
-                        break
-                    start = time.perf_counter()
-                    error = send(click)
-                    if error:
-                        record(error=error)
-                    else:
-                        record((time.perf_counter() - start) * 1e3)
+                with _sender(transport, url, client, sid) as send:
+                    for click in clicks:
+                        if time.monotonic() > deadline:
+                            break
+                        start = time.perf_counter()
+                        error = send(click)
+                        if error:
+                            record(error=error)
+                        else:
+                            record((time.perf_counter() - start) * 1e3)
             finally:
-                if send is not None:
-                    send(None)
-                client.delete(f"/sessions/{info['session_id']}")
+                client.delete(f"/sessions/{sid}")
 
     start = time.perf_counter()
     with ThreadPoolExecutor(sessions) as pool:
@@ -103,28 +102,23 @@ def run_load(url: str, image: bytes, sessions: int, clicks_per_session: int, max
     return report
 
 
-def _http_sender(client, session_id: str):
-    def send(click: dict | None) -> str | None:
-        if click is None:
-            return None
-        response = client.post(f"/sessions/{session_id}/clicks", json=click)
-        return None if response.status_code == 200 else f"click -> {response.status_code} {response.text[:200]}"
-    return send
-
-
-def _ws_sender(url: str, session_id: str):
+@contextmanager
+def _sender(transport: str, url: str, client, session_id: str) -> Iterator[Callable[[dict], str | None]]:
+    """A function that sends one click and returns None, or the error it got."""
+    if transport == "http":
+        def send(click: dict) -> str | None:
+            response = client.post(f"/sessions/{session_id}/clicks", json=click)
+            return None if response.status_code == 200 else f"click -> {response.status_code} {response.text[:200]}"
+        yield send
+        return
     from websockets.sync.client import connect
 
-    socket = connect(url.replace("http", "ws", 1) + f"/sessions/{session_id}/ws", open_timeout=30)
-
-    def send(click: dict | None) -> str | None:
-        if click is None:
-            socket.close()
-            return None
-        socket.send(json.dumps({"op": "click", **click}))
-        reply = json.loads(socket.recv(timeout=60))
-        return f"click -> {reply['error']}" if "error" in reply else None
-    return send
+    with connect(url.replace("http", "ws", 1) + f"/sessions/{session_id}/ws", open_timeout=30) as socket:
+        def send(click: dict) -> str | None:
+            socket.send(json.dumps({"op": "click", **click}))
+            reply = json.loads(socket.recv(timeout=60))
+            return f"click -> {reply['error']}" if "error" in reply else None
+        yield send
 
 
 def write_report(report: LoadReport, out: Path, machine: str) -> tuple[Path, Path]:

@@ -1,0 +1,43 @@
+"""The bounded load test: real server process, real sockets, concurrent sessions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+
+
+def test_loadtest_against_a_spawned_server_has_no_errors(tmp_path) -> None:
+    from ihp_rt.cli import main
+
+    assert main(["loadtest", "--sessions", "3", "--clicks", "4", "--max-duration", "300", "-o", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "load.json").read_text())
+    s = report["summary"]
+    assert (s["sessions"], s["clicks_planned"], s["clicks_done"], s["errors"]) == (3, 12, 12, 0)
+    assert len(report["latencies_ms"]) == 12 and 0 < s["p50_ms"] <= s["p95_ms"] <= s["max_ms"]
+    assert s["clicks_per_s"] > 0 and "cores" in report["machine"]
+    assert "| 3 | ws | 12 / 12 | 0 |" in (tmp_path / "load.md").read_text()
+
+
+def test_loadtest_counts_refusals_as_errors(tiny_checkpoint) -> None:
+    import httpx
+
+    from ihp_rt.backends import open_backend
+    from ihp_rt.serving import ServeConfig
+    from ihp_rt.serving.app import create_app
+    from ihp_rt.serving.loadtest import run_load
+    from ihp_rt.serving.runner import serve_in_thread
+    from ihp_rt.session import SharedBackend
+
+    app = create_app(SharedBackend(open_backend(tiny_checkpoint, "torch")), ServeConfig(max_sessions=1))
+    image = (EXAMPLES / "astronaut.jpg").read_bytes()
+    with serve_in_thread(app) as url:
+        httpx.post(url + "/sessions", files={"image": ("a.jpg", image)}).raise_for_status()  # takes the only slot
+        report = run_load(url, image, sessions=3, clicks_per_session=3, max_duration_s=120, transport="http")
+        assert httpx.get(url + "/health").json() == {"status": "ok"}
+    assert report.summary["errors"] == 3 and report.clicks_done == 0
+    assert all("429" in e and "maximum of 1 sessions" in e for e in report.errors)
