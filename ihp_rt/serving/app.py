@@ -9,6 +9,7 @@ Routes (the stable contract; README "Serving" documents them with examples):
 - ``POST /sessions/{id}/clicks`` ``{"x", "y", "label"}``, ``POST .../undo``, ``POST .../reset``
   -> the updated mask as run-length JSON; ``GET .../mask.png`` the label-id PNG,
   ``GET .../clicks`` the click list (the ``--clicks`` file format), ``DELETE /sessions/{id}``.
+- ``/label-studio/...``: a Label Studio ML backend (see :mod:`.label_studio`).
 - ``WS /sessions/{id}/ws``: the same operations as JSON messages ``{"op": "click" | "undo" |
   "reset", ...}``, one reply per message, errors as ``{"error": {"status", "detail"}}``
   without closing the socket.
@@ -40,23 +41,15 @@ from ihp_rt.clicks import clicks_to_json
 from ihp_rt.errors import IhpError, InputError
 from ihp_rt.images import decode_image
 from ihp_rt.serving.config import ServeConfig
+from ihp_rt.serving.errors import ERRORS, ClickLimit, ErrorOut, status_of
+from ihp_rt.serving.label_studio import LabelStudioHost
+from ihp_rt.serving.label_studio import router as label_studio_router
 from ihp_rt.serving.masks import encode_label_rle, label_png_bytes
-from ihp_rt.serving.store import Entry, SessionNotFound, SessionStore, StoreFull
+from ihp_rt.serving.store import Entry, SessionStore, StoreFull
 from ihp_rt.session import Session, SharedBackend
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("ihp_rt.serve")
-
-
-class ClickLimit(IhpError):
-    """The session already holds the configured maximum number of clicks."""
-
-
-STATUS: dict[type[Exception], int] = {SessionNotFound: 404, ClickLimit: 409, StoreFull: 429, InputError: 400}
-
-
-def status_of(error: IhpError) -> int:
-    return next((code for kind, code in STATUS.items() if isinstance(error, kind)), 400)
 
 
 class ClickIn(BaseModel):
@@ -122,13 +115,6 @@ class MaskOut(BaseModel):
     mask: MaskRle
 
 
-class ErrorOut(BaseModel):
-    detail: str
-
-
-ERRORS = {code: {"model": ErrorOut} for code in (400, 404, 409, 413, 429)}
-
-
 class BodyLimit:
     """Refuses request bodies over ``limit`` bytes with 413, announced or streamed, before parsing."""
 
@@ -157,8 +143,12 @@ class BodyLimit:
 
 
 def create_app(engine: SharedBackend, config: ServeConfig | None = None,
-               clock: Callable[[], float] = time.monotonic) -> FastAPI:
-    """The application; ``clock`` is injectable so tests can expire sessions without waiting."""
+               clock: Callable[[], float] = time.monotonic, label_studio: LabelStudioHost | None = None) -> FastAPI:
+    """The application; ``clock`` is injectable so tests can expire sessions without waiting.
+
+    ``label_studio`` says where the Label Studio ML backend (``/label-studio``) fetches task
+    images from; by default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY.
+    """
     config = config or ServeConfig()
     spec = engine.backend.spec
     store = SessionStore(config.max_sessions, config.session_ttl_s, clock)
@@ -293,6 +283,8 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
         except IhpError as e:
             return error_reply(status_of(e), str(e))
 
+    app.include_router(label_studio_router(engine, store, config.max_upload_bytes,
+                                           label_studio or LabelStudioHost.from_environment()))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

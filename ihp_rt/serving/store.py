@@ -57,6 +57,11 @@ class SessionStore:
             self._purge()
             return len(self._entries)
 
+    def __contains__(self, session_id: object) -> bool:
+        with self._lock:
+            self._purge()
+            return session_id in self._entries
+
     def add(self, session: Session) -> Entry:
         with self._lock:
             self._purge()

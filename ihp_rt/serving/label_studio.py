@@ -1,0 +1,211 @@
+"""A Label Studio ML backend, served by ``ihp-rt serve`` under ``/label-studio``.
+
+In Label Studio: Settings -> Model -> Connect model, URL ``http://HOST:PORT/label-studio``,
+with "interactive preannotations" on. The labelling config pairs smart keypoints (one click
+per part, its label the part's name) with brush labels of the same names::
+
+    <View>
+      <Image name="image" value="$image"/>
+      <KeyPointLabels name="click" toName="image" smart="true">
+        <Label value="hair"/><Label value="upper-clothes"/>...
+      </KeyPointLabels>
+      <BrushLabels name="parts" toName="image">
+        <Label value="hair"/><Label value="upper-clothes"/>...
+      </BrushLabels>
+    </View>
+
+Every smart keypoint Label Studio sends (all of them, on each new click, in percent of the
+image size) becomes a labelled click; a negative keypoint is a background click. The reply
+is one BrushLabels region per part present in the mask, as brush RLE. Each task's image is
+fetched, decoded and pre-processed once and kept as a server session, so a click costs only
+the per-click step. Images are fetched only from data: URIs and from the Label Studio host
+named by ``LABEL_STUDIO_URL`` (with ``LABEL_STUDIO_API_KEY`` as its token), never from any
+other host a task might name.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urljoin, urlsplit
+from xml.etree import ElementTree
+
+import numpy as np
+from fastapi import APIRouter, Body
+
+from ihp_rt import __version__
+from ihp_rt.errors import InputError
+from ihp_rt.images import decode_image
+from ihp_rt.labels import LabelSet
+from ihp_rt.serving.brush_rle import encode_brush_rle
+from ihp_rt.serving.errors import ERRORS
+from ihp_rt.serving.store import Entry, SessionStore
+from ihp_rt.session import Session, SharedBackend
+
+
+@dataclass(frozen=True)
+class LabelStudioHost:
+    """Where task images live; from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY by default."""
+
+    url: str | None = None
+    api_key: str | None = None
+
+    @classmethod
+    def from_environment(cls) -> LabelStudioHost:
+        return cls(os.environ.get("LABEL_STUDIO_URL") or None, os.environ.get("LABEL_STUDIO_API_KEY") or None)
+
+
+@dataclass(frozen=True)
+class Tags:
+    """The parts of a labelling config the backend needs."""
+
+    brush: str  # BrushLabels name: the from_name of the regions we return
+    image: str  # Image name: their to_name
+    data_key: str  # the task data field holding the image URL
+    brush_labels: tuple[str, ...]
+
+
+def parse_config(xml: str) -> Tags:
+    """Find the BrushLabels tag and the Image it points at (tag names case-insensitive)."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as e:
+        raise InputError(f"label_config is not valid XML: {e}") from None
+    tags = list(root.iter())
+    brush = next((t for t in tags if t.tag.lower() == "brushlabels"), None)
+    if brush is None or not brush.get("name") or not brush.get("toName"):
+        raise InputError("label_config needs a <BrushLabels name=.. toName=..> tag for the parsing mask")
+    image = next((t for t in tags if t.tag.lower() == "image" and t.get("name") == brush.get("toName")), None)
+    if image is None or not (image.get("value") or "").startswith("$"):
+        raise InputError(f"label_config has no <Image name={brush.get('toName')!r} value=\"$...\"> for the BrushLabels")
+    labels = tuple(t.get("value") for t in brush if t.tag.lower() == "label" and t.get("value"))
+    return Tags(brush.get("name"), image.get("name"), image.get("value")[1:], labels)
+
+
+def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
+    """The encoded image a task points at: a data: URI, or a file on the Label Studio host."""
+    if url.startswith("data:"):
+        try:
+            return base64.b64decode(url.split(",", 1)[1], validate=True)
+        except (IndexError, binascii.Error):
+            raise InputError("task image is a data: URI without valid base64 content") from None
+    if host.url is None:
+        raise InputError(f"cannot fetch task image {url!r}: set LABEL_STUDIO_URL to the Label Studio address")
+    absolute = urljoin(host.url.rstrip("/") + "/", url)
+    if urlsplit(absolute).netloc != urlsplit(host.url).netloc or urlsplit(absolute).scheme not in ("http", "https"):
+        raise InputError(f"refusing to fetch {url!r}: only images on the Label Studio host {host.url} are fetched")
+    request = urllib.request.Request(absolute, headers={"Authorization": f"Token {host.api_key}"} if host.api_key
+                                     else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = response.read(limit + 1)
+    except urllib.error.HTTPError as e:
+        raise InputError(f"Label Studio answered {e.code} for the task image {absolute}") from None
+    except (urllib.error.URLError, TimeoutError) as e:
+        raise InputError(f"cannot fetch the task image {absolute}: {e}") from None
+    if len(data) > limit:
+        raise InputError(f"task image {absolute} is larger than the server's limit of {limit:,} bytes")
+    return data
+
+
+def clicks_from_context(context: dict | None, labels: LabelSet) -> tuple[list[tuple[int, int, int]], tuple[int, int]]:
+    """Labelled pixel clicks and the image (width, height) from Label Studio's smart keypoints."""
+    items = [r for r in (context or {}).get("result", []) if str(r.get("type", "")).lower() == "keypointlabels"]
+    clicks = []
+    size = None
+    for i, item in enumerate(items):
+        value = item.get("value") or {}
+        try:
+            width, height = int(item["original_width"]), int(item["original_height"])
+            x = min(width - 1, int(float(value["x"]) * width / 100))
+            y = min(height - 1, int(float(value["y"]) * height / 100))
+            name = value["keypointlabels"][0]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise InputError(f"context result #{i} is not a keypointlabels region with x, y, original_width, "
+                             "original_height and a label") from None
+        size = (width, height)
+        label = labels.label_id(name) if item.get("is_positive", True) else 0
+        clicks.append((x, y, label))
+    if size is None:
+        raise InputError("no smart keypoints in params.context: place a keypoint on a part")
+    return clicks, size
+
+
+def router(engine: SharedBackend, store: SessionStore, max_bytes: int, host: LabelStudioHost) -> APIRouter:
+    """The ML backend routes over the server's shared network and session store."""
+    api = APIRouter(prefix="/label-studio", tags=["Label Studio ML backend"], responses=ERRORS)
+    labels = engine.backend.spec.labels
+    model_version = f"ihp-rt-{__version__}-{labels.name}"
+    task_sessions: dict[str, str] = {}  # "project/task" -> session id in the store
+
+    @api.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "UP", "model_class": "ihp-rt"}
+
+    @api.post("/setup")
+    def setup(body: Annotated[dict | None, Body()] = None) -> dict[str, str]:
+        if body and "schema" in body:
+            parse_config(str(body["schema"]))  # a config without BrushLabels is refused now, not at the first click
+        return {"model_version": model_version}
+
+    @api.post("/webhook")
+    def webhook(body: Annotated[dict | None, Body()] = None) -> dict[str, str]:
+        return {"status": "ignored: this backend does not train"}
+
+    @api.post("/predict")
+    def predict(body: Annotated[dict, Body()]) -> dict[str, list]:
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
+            raise InputError('predict needs "tasks": [{"id": .., "data": {..}}]')
+        context = (body.get("params") or {}).get("context")
+        if not context or not context.get("result"):
+            return {"results": [{"result": [], "model_version": model_version}]}  # batch pre-labelling: nothing to do
+        tags = parse_config(str(body.get("label_config", "")))
+        task = tasks[0]
+        clicks, (width, height) = clicks_from_context(context, labels)
+        entry = task_entry(f"{body.get('project', '')}/{task.get('id')}", task, tags)
+        with entry.lock:
+            session = entry.session
+            if session.image_size != (height, width):
+                raise InputError(f"keypoints are for a {width}x{height} image, the task image is "
+                                 f"{session.image_size[1]}x{session.image_size[0]}")
+            session.reset()
+            for x, y, label in clicks:
+                session.add_click(x, y, label)
+            mask = session.predict().labels
+        regions = [region(mask == class_id, name, tags, width, height)
+                   for class_id, name in enumerate(labels.names)
+                   if class_id and (not tags.brush_labels or name in tags.brush_labels) and (mask == class_id).any()]
+        return {"results": [{"result": regions, "model_version": model_version}]}
+
+    def task_entry(key: str, task: dict, tags: Tags) -> Entry:
+        """The task's session, created (image fetched and pre-processed) on its first click."""
+        if key in task_sessions and task_sessions[key] in store:
+            return store.get(task_sessions[key])
+        url = (task.get("data") or {}).get(tags.data_key)
+        if not isinstance(url, str):
+            raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
+        session = Session(engine)
+        session.set_image(decode_image(fetch_image(url, host, max_bytes), f"task {task.get('id')} image"))
+        entry = store.add(session)
+        for stale in [k for k, sid in task_sessions.items() if sid not in store]:
+            del task_sessions[stale]
+        task_sessions[key] = entry.id
+        return entry
+
+    return api
+
+
+def region(mask: np.ndarray, name: str, tags: Tags, width: int, height: int) -> dict:
+    """One BrushLabels result item in Label Studio's format."""
+    return {
+        "from_name": tags.brush, "to_name": tags.image, "type": "brushlabels",
+        "original_width": width, "original_height": height, "image_rotation": 0,
+        "value": {"format": "rle", "rle": encode_brush_rle(mask.astype(np.uint8) * 255), "brushlabels": [name]},
+        "readonly": False,
+    }

@@ -1,0 +1,238 @@
+"""The Label Studio ML backend: its brush RLE bit for bit, and /predict on requests in Label
+Studio's documented format, with task images from a data: URI and from a stand-in Label
+Studio host on loopback that checks the API token."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+from fastapi.testclient import TestClient
+
+from ihp_rt.backends import open_backend
+from ihp_rt.errors import InputError
+from ihp_rt.images import read_image
+from ihp_rt.serving.app import create_app
+from ihp_rt.serving.brush_rle import decode_brush_rle, encode_brush_rle
+from ihp_rt.serving.label_studio import LabelStudioHost, parse_config
+from ihp_rt.session import Session, SharedBackend
+
+
+def label_config(names: tuple[str, ...] = ("hair", "upper-clothes", "face")) -> str:
+    """A labelling config as Label Studio's SAM examples write it: smart keypoints + brush labels."""
+    labels = "".join(f'<Label value="{n}"/>' for n in names)
+    return f"""<View>
+  <Image name="img" value="$photo" zoom="true"/>
+  <KeyPointLabels name="click" toName="img" smart="true">{labels}</KeyPointLabels>
+  <BrushLabels name="parts" toName="img">{labels}</BrushLabels>
+</View>"""
+
+
+CONFIG = label_config()
+
+
+def reference_brush_rle(mask: np.ndarray) -> list[int]:
+    """The format written out the slow, obvious way: a string of '0'/'1' characters."""
+    flat = np.repeat(mask.reshape(-1), 4).tolist()
+    bits = f"{len(flat):032b}" + f"{7:05b}" + "".join(f"{w - 1:04b}" for w in (3, 4, 8, 16))
+    i = 0
+    while i < len(flat):
+        j = i
+        while j < len(flat) and flat[j] == flat[i]:
+            j += 1
+        left = j - i
+        while left > 0:
+            n = min(left, 65536)
+            which = 0 if n <= 8 else 1 if n <= 16 else 2 if n <= 256 else 3
+            width = (3, 4, 8, 16)[which]
+            bits += ("1" if n > 1 else "0") + f"{which:02b}" + format(n - 1, f"0{width}b") + f"{flat[i]:08b}"
+            left -= n
+        i = j
+    bits += "0" * (8 - len(bits) % 8)
+    return [int(bits[k:k + 8], 2) for k in range(0, len(bits), 8)]
+
+
+def test_brush_rle_matches_label_studios_own_output() -> None:
+    # Label Studio's converter (brush.mask2rle) gives these bytes for this mask.
+    mask = np.array([[0, 255, 255], [0, 0, 0]], dtype=np.uint8)
+    assert encode_brush_rle(mask) == [0, 0, 0, 24, 57, 27, 252, 96, 19, 255, 219, 0, 0]
+    assert np.array_equal(decode_brush_rle(encode_brush_rle(mask), 2, 3), mask)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(0, 2**32 - 1), st.sampled_from([0, 0.3, 0.9, 1.0]))
+def test_brush_rle_matches_the_plain_reference(height: int, width: int, seed: int, density: float) -> None:
+    rng = np.random.default_rng(seed)
+    mask = np.where(rng.random((height, width)) < density, 255, 0).astype(np.uint8)
+    mask[rng.integers(height), :] = 255 * rng.integers(2)  # long runs beside single pixels
+    encoded = encode_brush_rle(mask)
+    assert encoded == reference_brush_rle(mask)
+    assert np.array_equal(decode_brush_rle(encoded, height, width), mask)
+
+
+def test_brush_rle_splits_runs_longer_than_65536() -> None:
+    mask = np.zeros((300, 200), dtype=np.uint8)  # 240,000 equal values: four blocks
+    mask[150:, 100:] = 255
+    assert encode_brush_rle(mask) == reference_brush_rle(mask)
+    assert np.array_equal(decode_brush_rle(encode_brush_rle(mask), 300, 200), mask)
+    with pytest.raises(ValueError, match="not 10x10x4"):
+        decode_brush_rle(encode_brush_rle(mask), 10, 10)
+
+
+def test_parse_config() -> None:
+    tags = parse_config(CONFIG)
+    assert (tags.brush, tags.image, tags.data_key) == ("parts", "img", "photo")
+    assert tags.brush_labels == ("hair", "upper-clothes", "face")
+    with pytest.raises(InputError, match="BrushLabels"):
+        parse_config('<View><Image name="i" value="$i"/></View>')
+    with pytest.raises(InputError, match="not valid XML"):
+        parse_config("<View><Image")
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.random.default_rng(5).integers(0, 256, (80, 100, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def photo_png(photo) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fake_label_studio(photo_png):
+    """A loopback stand-in for Label Studio's file server: needs the token, counts fetches."""
+    fetches: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.headers.get("Authorization") != "Token secret":
+                self.send_error(401)
+                return
+            if self.path != "/data/upload/1/photo.png":
+                self.send_error(404)
+                return
+            fetches.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(photo_png)))
+            self.end_headers()
+            self.wfile.write(photo_png)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", fetches
+    server.shutdown()
+
+
+@pytest.fixture
+def backend(tiny_checkpoint) -> SharedBackend:
+    return SharedBackend(open_backend(tiny_checkpoint, "torch"))
+
+
+def keypoint(x_pct: float, y_pct: float, label: str, positive: bool = True, size: tuple[int, int] = (100, 80)) -> dict:
+    """A smart keypoint region as Label Studio sends it in params.context.result."""
+    return {"original_width": size[0], "original_height": size[1], "image_rotation": 0,
+            "value": {"x": x_pct, "y": y_pct, "width": 0.5, "labels": [label], "keypointlabels": [label]},
+            "is_positive": positive, "id": "k" + label[:3], "from_name": "click", "to_name": "img",
+            "type": "keypointlabels", "origin": "manual"}
+
+
+def predict_body(image_url: str, points: list[dict], task_id: int = 7) -> dict:
+    return {"tasks": [{"id": task_id, "data": {"photo": image_url}}], "project": "3.1700000000",
+            "label_config": CONFIG, "params": {"login": None, "password": None, "context": {"result": points}}}
+
+
+def test_predict_returns_brush_regions_equal_to_the_session_mask() -> None:
+    """The shipped model on the bundled photo, clicked as Label Studio reports clicks (percent)."""
+    from ihp_rt.zoo import default_onnx_path
+    from tests.conftest import EXAMPLES
+
+    engine = SharedBackend(open_backend(default_onnx_path(), "onnxruntime"))
+    client = TestClient(create_app(engine, label_studio=LabelStudioHost()))
+    assert client.get("/label-studio/health").json() == {"status": "UP", "model_class": "ihp-rt"}
+    config = label_config(("hair", "upper-clothes", "skin"))
+    assert client.post("/label-studio/setup", json={"project": "3.1", "schema": config}).json()["model_version"] \
+        .startswith("ihp-rt-")
+    data = (EXAMPLES / "astronaut.jpg").read_bytes()
+    pixels = [(225, 40, "hair"), (225, 125, "skin"), (90, 330, "upper-clothes"), (40, 150, "background")]
+    points = [keypoint((x + 0.5) * 100 / 512, (y + 0.5) * 100 / 512, "hair" if name == "background" else name,
+                       positive=name != "background", size=(512, 512)) for x, y, name in pixels]
+    body = predict_body("data:image/jpeg;base64," + base64.b64encode(data).decode(), points)
+    reply = client.post("/label-studio/predict", json={**body, "label_config": config})
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert len(results) == 1 and results[0]["model_version"].startswith("ihp-rt-")
+
+    alone = Session(engine)
+    alone.set_image(read_image(EXAMPLES / "astronaut.jpg"))
+    for x, y, name in pixels:
+        alone.add_click(x, y, name)
+    expected = alone.predict().labels
+    names = engine.backend.spec.labels.names
+    regions = {r["value"]["brushlabels"][0]: r for r in results[0]["result"]}
+    assert set(regions) == {"hair", "upper-clothes", "skin"}  # coat, pants, ... are not in this project's labels
+    for name, r in regions.items():
+        assert (r["from_name"], r["to_name"], r["type"]) == ("parts", "img", "brushlabels")
+        assert (r["original_width"], r["original_height"], r["value"]["format"]) == (512, 512, "rle")
+        painted = decode_brush_rle(r["value"]["rle"], 512, 512) == 255
+        assert np.array_equal(painted, expected == names.index(name))
+        assert painted.sum() > 500
+
+
+def test_predict_fetches_each_task_image_once_with_the_token(backend, fake_label_studio) -> None:
+    url, fetches = fake_label_studio
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    first = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
+                                                                   [keypoint(20, 20, "hair")]))
+    assert first.status_code == 200, first.text
+    points = [keypoint(20, 20, "hair"), keypoint(60, 70, "face")]
+    second = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png", points))
+    assert second.status_code == 200 and fetches == ["/data/upload/1/photo.png"]  # the session was kept
+    assert client.get("/ready").json()["sessions"] == 1
+
+    wrong_token = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "guess")))
+    refused = wrong_token.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
+                                                                          [keypoint(20, 20, "hair")], task_id=8))
+    assert refused.status_code == 400 and "answered 401" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(("image_url", "points", "words"), [
+    ("http://elsewhere.example/cat.png", [keypoint(5, 5, "hair")], "only images on the Label Studio host"),
+    ("/data/upload/1/photo.png", [keypoint(5, 5, "tail")], "unknown label 'tail'"),
+    ("data:image/png;base64,@@@", [keypoint(5, 5, "hair")], "base64"),
+    ("data:image/png;base64," + base64.b64encode(b"not a picture").decode(), [keypoint(5, 5, "hair")],
+     "not a readable image"),
+    ("/data/upload/1/photo.png", [{"type": "keypointlabels", "value": {"x": 5}}], "context result #0"),
+])
+def test_predict_refuses_bad_requests_with_a_reason(backend, fake_label_studio, image_url, points, words) -> None:
+    url, _ = fake_label_studio
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    response = client.post("/label-studio/predict", json=predict_body(image_url, points, task_id=99))
+    assert response.status_code == 400 and words in response.json()["detail"], response.text
+    assert client.get("/label-studio/health").status_code == 200
+
+
+def test_predict_without_clicks_or_host(backend, photo_png) -> None:
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost()))
+    empty = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png", []))
+    assert empty.json()["results"][0]["result"] == []  # batch pre-labelling request: nothing to suggest
+    unset = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
+                                                                   [keypoint(5, 5, "hair")]))
+    assert unset.status_code == 400 and "LABEL_STUDIO_URL" in unset.json()["detail"]
+    assert json.loads(client.post("/label-studio/webhook", json={"action": "ANNOTATION_CREATED"}).text)["status"]
