@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from ihp_rt.benchmarks.encoding import cpu_name
 
 BENCH_BACKENDS = {

@@ -14,7 +14,6 @@ from ihp_rt.benchmarks.latency import (
     unavailable,
 )
 from ihp_rt.benchmarks.report import chart, markdown
-
 from ihp_rt.errors import InputError
 from ihp_rt.model import Checkpoint, save_checkpoint
 

@@ -4,9 +4,9 @@ report's structure and sanity (never its times)."""
 import json
 
 import numpy as np
-from ihp_rt.benchmarks.run import run_benchmark
 from PIL import Image
 
+from ihp_rt.benchmarks.run import run_benchmark
 from ihp_rt.data import Sample
 
 from .conftest import EXAMPLES

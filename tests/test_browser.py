@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from ihp_rt.benchmarks.page_screenshot import CHROMIUM_ARGS, chromium_path, click_image, wait_updates
 from tests.conftest import EXAMPLES
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra (playwright) is not installed")
 
-CHROMIUM = os.environ.get("IHP_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMIUM = os.environ.get("IHP_CHROMIUM", chromium_path())
 if not Path(CHROMIUM).is_file():
     pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package (scripts/test.sh does, as root) "
                 "or point IHP_CHROMIUM at a Chromium binary", allow_module_level=True)
-
-# As root there is no sandbox to use; the rest keeps Chromium off the network this machine closes.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 
 @pytest.fixture(scope="module")
 def server_url():
@@ -63,18 +58,6 @@ def overlay_pixel(page, x: int, y: int) -> list[int]:
     return page.evaluate(
         "([x, y]) => Array.from(document.getElementById('overlay').getContext('2d').getImageData(x, y, 1, 1).data)",
         [x, y])
-
-
-def click_image(page, x: int, y: int, button: str = "left") -> None:
-    """Click image pixel (x, y) wherever the page has scaled the canvas to."""
-    box = page.locator("#marks").bounding_box()
-    width = page.evaluate("document.getElementById('marks').width")
-    scale = box["width"] / width
-    page.mouse.click(box["x"] + (x + 0.5) * scale, box["y"] + (y + 0.5) * scale, button=button)
-
-
-def wait_updates(page, count: int) -> None:
-    page.wait_for_selector(f"body[data-updates='{count}']", timeout=30_000)
 
 
 def test_parse_a_person_in_the_page(page, tmp_path) -> None:

@@ -5,8 +5,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-from ihp_rt.export import export_onnx
-from ihp_rt.export.to_tensorrt import onnx_precision
 
 from ihp_rt.backends import choose_onnx_backend, open_backend
 from ihp_rt.backends.engine_cache import (
@@ -18,6 +16,8 @@ from ihp_rt.backends.engine_cache import (
     write_sidecar,
 )
 from ihp_rt.errors import ModelError
+from ihp_rt.export import export_onnx
+from ihp_rt.export.to_tensorrt import onnx_precision
 from ihp_rt.session import Session
 
 from .conftest import random_clicks

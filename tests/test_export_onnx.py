@@ -7,11 +7,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from ihp_rt.export import export_onnx
 
 from ihp_rt.backends import open_backend
 from ihp_rt.cli import main
 from ihp_rt.errors import BackendError, ModelError
+from ihp_rt.export import export_onnx
 from ihp_rt.model import Checkpoint, build_model, save_checkpoint
 from ihp_rt.session import Session
 from ihp_rt.spec import ONNX_SPEC_KEY, ModelSpec
