@@ -189,11 +189,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ihp_rt.serving.runner import serve_forever
     from ihp_rt.session import SharedBackend
 
-    create_app = _serving_app()
+    create_app, config = _serving_app(), _serve_config(args)  # refuse bad limits before loading a model
     model = _model_arg(args.model, args.backend, args.backbone, args.label_set)
     engine = SharedBackend(open_backend(model, args.backend, args.device, args.threads, args.half))
     print(f"backend: {engine.backend.name} ({engine.backend.choice})")
-    app = create_app(engine, _serve_config(args))
+    app = create_app(engine, config)
     print(f"annotation page: http://{args.host}:{args.port}/   API: http://{args.host}:{args.port}/openapi.json",
           flush=True)
     serve_forever(app, args.host, args.port)

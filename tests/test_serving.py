@@ -264,3 +264,10 @@ def test_rle_round_trips(height: int, width: int, classes: int, seed: int) -> No
     assert sum(doc["counts"]) == height * width and min(doc["counts"]) >= 1
     assert all(a != b for a, b in zip(doc["values"], doc["values"][1:], strict=False))
     assert np.array_equal(decode_label_rle(json.loads(json.dumps(doc))), labels)
+
+
+def test_serve_refuses_bad_limits_in_one_line(capsys) -> None:
+    from ihp_rt.cli import main
+
+    assert main(["serve", "--max-sessions", "0"]) == 2
+    assert "ihp-rt: error: max_sessions must be positive, got 0" in capsys.readouterr().err
