@@ -152,3 +152,32 @@ def test_cli_int8_export_is_quantised_self_describing_and_runs(tmp_path, tiny_ch
     assert not (tmp_path / "m_int8.fp32.onnx").exists()
     assert Session.open(out).backend.name == "onnxruntime-cpu"
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3_large", "resnet18"])
+def test_cached_stem_equals_the_whole_graph(backbone, tmp_path, rng) -> None:
+    """The CPU backend runs the first convolution once per image and patches it per click; its
+    logits equal the unsplit graph's on the same clicks, for every click count."""
+    from ihp_rt.encoding import encode_reference
+    from ihp_rt.labels import get_label_set
+
+    spec = ModelSpec(labels=get_label_set("ppp"), backbone=backbone, input_size=96)
+    path = export_onnx(Checkpoint(build_model(spec, seed=1).eval(), spec, {}), tmp_path / "m.onnx", output="logits")
+    backend = open_backend(str(path), "onnxruntime")
+    assert backend._split is not None  # the graph starts with the 7x7 convolution over 3 + C channels
+    whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    image = rng.standard_normal((3, 96, 96)).astype(np.float32)
+    backend.set_image(image)
+    clicks = random_clicks(rng, 12, spec.num_classes, 96, 96)
+    for k in (0, 1, 5, 12):
+        maps = encode_reference(clicks[:k], spec.num_classes, 96, 96).astype(np.float32)
+        (logits,) = whole.run(None, {"input": np.concatenate([image, maps])[None]})
+        ours = backend.session.run(None, {backend._split.stem_output: _patched(backend, clicks[:k]),
+                                          "input": backend._input})[0]
+        assert np.abs(ours - logits).max() <= 1e-3 * np.abs(logits).max()
+        assert (backend.predict(clicks[:k]) == logits[0].argmax(0)).mean() >= 0.999
+
+
+def _patched(backend, clicks) -> np.ndarray:
+    backend.predict(clicks)  # fills the backend's stem buffer for these clicks
+    return backend._stem.copy()

@@ -4,6 +4,11 @@ where the installed onnxruntime build has them.
 The .onnx file alone is enough: its metadata carries the ModelSpec. The network input is one
 pre-allocated (1, 3 + C, S, S) array bound with I/O binding; set_image fills the RGB channels,
 predict re-encodes only the click maps into the rest, in place.
+
+On the CPU provider the graph is cut after its first convolution (see :mod:`.stem`): set_image
+runs that convolution once with empty click maps, and each click patches its output only
+where the clicks reach, so the full-resolution 7x7 convolution over 3 + C channels is not
+paid again per click. Graphs that do not start with a plain convolution run whole.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ihp_rt.backends.stem import patch_stem
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.errors import BackendError, ModelError
 from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_PRECISION_KEY, ONNX_SPEC_KEY, ModelSpec
@@ -58,6 +64,7 @@ class OrtBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
+        self._ort, self._options, self._provider = ort, options, PROVIDERS[provider]
         try:
             self.session = ort.InferenceSession(str(path), options, providers=[PROVIDERS[provider]])
         except Exception as e:
@@ -71,18 +78,48 @@ class OrtBackend:
         self.name = f"onnxruntime-{provider}" + ("-fp16" if meta.get(ONNX_PRECISION_KEY) == "fp16" else "")
         size = self.spec.input_size
         self._input = np.zeros((1, self.spec.in_channels, size, size), dtype=np.float32)
+        self._split = self._split_stem(path) if provider == "cpu" else None
         self._binding = self.session.io_binding()
         self._binding.bind_cpu_input("input", self._input)
         self._binding.bind_output(self.output)
+        if self._split is not None:
+            self._input[0, 3:] = self.spec.cap  # stays empty: the stem sees clicks only through its patch
+            self._maps = np.empty((self.spec.num_classes, size, size), dtype=np.float32)
+            self._stem = np.zeros((1, self._split.stem.weight.shape[0], *(2 * [self._split.stem.out_size(size)])),
+                                  dtype=np.float32)
+            self._base = self._stem[0].copy()
+            self._binding.bind_cpu_input(self._split.stem_output, self._stem)
         self.timings: dict[str, float] = {}
+
+    def _split_stem(self, path: Path):
+        """Cut the graph after its first convolution; the body replaces the whole-graph session."""
+        import onnx
+
+        from ihp_rt.backends.stem import split_after_stem
+
+        split = split_after_stem(onnx.load(str(path)), "input", self.spec.in_channels)
+        if split is not None:
+            ort = self._ort
+            stem_options = ort.SessionOptions()  # runs once per image: its threads must not spin beside the body's
+            stem_options.intra_op_num_threads = self._options.intra_op_num_threads
+            stem_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self._stem_session = ort.InferenceSession(split.stem_model, stem_options, providers=[self._provider])
+            self.session = ort.InferenceSession(split.body_model, self._options, providers=[self._provider])
+        return split
 
     def set_image(self, image: np.ndarray) -> None:
         self._input[0, :3] = image
+        if self._split is not None:
+            self._base[...] = self._stem_session.run(None, {"input": self._input})[0][0]
 
     def predict(self, clicks: np.ndarray) -> np.ndarray:
-        size = self.spec.input_size
+        size, cap = self.spec.input_size, self.spec.cap
         t0 = time.perf_counter()
-        encode_cpu(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self._input[0, 3:])
+        if self._split is None:
+            encode_cpu(clicks, self.spec.num_classes, size, size, cap, out=self._input[0, 3:])
+        else:
+            encode_cpu(clicks, self.spec.num_classes, size, size, cap, out=self._maps)
+            patch_stem(self._split.stem, self._base, self._maps, clicks, cap, out=self._stem[0])
         t1 = time.perf_counter()
         self.session.run_with_iobinding(self._binding)
         t2 = time.perf_counter()
