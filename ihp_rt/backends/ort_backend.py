@@ -115,12 +115,11 @@ class OrtBackend:
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size, cap = self.spec.input_size, self.spec.cap
         t0 = time.perf_counter()
-        if self._split is None:
-            encode_cpu(clicks, self.spec.num_classes, size, size, cap, out=self._input[0, 3:])
-        else:
-            encode_cpu(clicks, self.spec.num_classes, size, size, cap, out=self._maps)
-            patch_stem(self._split.stem, self._base, self._maps, clicks, cap, out=self._stem[0])
+        encode_cpu(clicks, self.spec.num_classes, size, size, cap,
+                   out=self._input[0, 3:] if self._split is None else self._maps)
         t1 = time.perf_counter()
+        if self._split is not None:  # the first layer of the network: counted in network_ms
+            patch_stem(self._split.stem, self._base, self._maps, clicks, cap, out=self._stem[0])
         self.session.run_with_iobinding(self._binding)
         t2 = time.perf_counter()
         result = self._binding.copy_outputs_to_cpu()[0][0]

@@ -90,36 +90,49 @@ class SplitGraph:
 
 
 def split_after_stem(model, input_name: str, in_channels: int) -> SplitGraph | None:
-    """Cut ``model`` (an onnx ModelProto) after the Conv that reads ``input_name``, or None when
-    the graph does not start that way (an FP16 graph starts with a Cast, for instance).
+    """Cut ``model`` (an onnx ModelProto, modified in place into the body) after the Conv that
+    reads ``input_name``, or return None when the graph does not start that way (an FP16
+    graph starts with a Cast, for instance).
 
     The cut is safe only when every other reader of the input needs nothing but its shape.
+    The body is the model itself minus that Conv, so a large model is never held twice over.
     """
-    from onnx import numpy_helper
+    from onnx import TensorProto, helper, numpy_helper
     from onnx.helper import get_attribute_value
-    from onnx.utils import Extractor
 
     graph = model.graph
-    readers = [n for n in graph.node if input_name in n.input]
-    convs = [n for n in readers if n.op_type == "Conv" and n.input[0] == input_name]
-    if len(convs) != 1 or any(n.op_type != "Shape" for n in readers if n is not convs[0]):
+    # positions, not objects: protobuf hands out a new wrapper on every access
+    readers = [i for i, n in enumerate(graph.node) if input_name in n.input]
+    convs = [i for i in readers if graph.node[i].op_type == "Conv" and graph.node[i].input[0] == input_name]
+    if len(convs) != 1 or any(graph.node[i].op_type != "Shape" for i in readers if i != convs[0]):
         return None
-    conv = convs[0]
+    conv = graph.node[convs[0]]
     initializers = {t.name: t for t in graph.initializer}
     attributes = {a.name: get_attribute_value(a) for a in conv.attribute}
-    if conv.input[1] not in initializers or attributes.get("group", 1) != 1:
-        return None
+    used_elsewhere = {name for i, n in enumerate(graph.node) if i != convs[0] for name in n.input}
+    if any(name not in initializers for name in conv.input[1:] if name) or attributes.get("group", 1) != 1:
+        return None  # e.g. weights computed by DequantizeLinear nodes
     weight = numpy_helper.to_array(initializers[conv.input[1]]).astype(np.float32)
     strides, pads = attributes.get("strides", [1, 1]), attributes.get("pads", [0, 0, 0, 0])
     if (weight.ndim != 4 or weight.shape[1] != in_channels or weight.shape[2] != weight.shape[3]
             or len(set(strides)) != 1 or len(set(pads)) != 1 or set(attributes.get("dilations", [1])) != {1}
             or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
         return None
-    extractor = Extractor(model)
-    outputs = [o.name for o in graph.output]
-    stem = extractor.extract_model([input_name], [conv.output[0]])
-    body = extractor.extract_model([conv.output[0], input_name], outputs)
-    for part in (stem, body):  # the extractor writes the newest IR version, which onnxruntime may not read
-        part.ir_version = model.ir_version
-    return SplitGraph(StemConv(np.ascontiguousarray(weight[:, 3:]), strides[0], pads[0]),
-                      stem.SerializeToString(), body.SerializeToString(), conv.output[0])
+
+    source = next(i for i in graph.input if i.name == input_name)
+    stem_value = helper.make_tensor_value_info(conv.output[0], TensorProto.FLOAT,
+                                               ["batch", weight.shape[0], "stem_height", "stem_width"])
+    weight_names = [name for name in conv.input[1:] if name in initializers]
+    stem_graph = helper.make_graph([conv], "stem", [source], [stem_value],
+                                   initializer=[initializers[name] for name in weight_names])
+    weight_names = [name for name in weight_names if name not in used_elsewhere]  # exporters share equal tensors
+    stem_model = helper.make_model(stem_graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    stem_bytes, stem_output = stem_model.SerializeToString(), conv.output[0]
+
+    del graph.node[convs[0]]
+    kept = [t for t in graph.initializer if t.name not in weight_names]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    graph.input.append(stem_value)
+    return SplitGraph(StemConv(np.ascontiguousarray(weight[:, 3:]), strides[0], pads[0]), stem_bytes,
+                      model.SerializeToString(), stem_output)
