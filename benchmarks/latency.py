@@ -93,7 +93,7 @@ def gpu_memory_mb(backend_name: str) -> float | None:
 
 def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, int, int]], warmup: int,
             clicks_per_image: int, threads: int | None) -> dict:
-    """Run one backend in this process and return its figures."""
+    """Run one backend in this process; every per-click figure, raw (see :func:`summarise`)."""
     from ihp_rt.session import Session
 
     backend, device, half, _ = BENCH_BACKENDS[name]
@@ -116,13 +116,31 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
         for key in ("encode_ms", "network_ms", "download_ms"):
             stages[key].append(timings[key])
         stages["map_back_ms"].append(pred.latency_ms - sum(timings.values()))
-    q = np.percentile(totals, [50, 95, 99])
     return {
-        "backend": name, "engine": session.backend.name, "clicks_timed": len(totals),
+        "backend": name, "engine": session.backend.name, "totals_ms": totals, "stages_ms": stages,
+        "set_image_ms": set_image_ms, "open_ms": open_ms, "peak_rss_mb": peak_rss_mb(),
+        "rss_before_open_mb": rss_before, "gpu_memory_mb": gpu_memory_mb(name),
+    }
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """One backend's figures over all its rounds (each a separate process): percentiles of every
+    timed click together, stage medians, the largest memory peak."""
+    totals = [t for r in rounds for t in r["totals_ms"]]
+    q = np.percentile(totals, [50, 95, 99])
+    first = rounds[0]
+    return {
+        "backend": first["backend"], "engine": first["engine"], "rounds": len(rounds), "clicks_timed": len(totals),
         "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "mean_ms": float(np.mean(totals)),
-        "stages_median_ms": {k: statistics.median(v) for k, v in stages.items()},
-        "set_image_median_ms": statistics.median(set_image_ms), "open_ms": open_ms,
-        "peak_rss_mb": peak_rss_mb(), "rss_before_open_mb": rss_before, "gpu_memory_mb": gpu_memory_mb(name),
+        "round_p50_ms": [float(np.median(r["totals_ms"])) for r in rounds],
+        "stages_median_ms": {k: statistics.median(v for r in rounds for v in r["stages_ms"][k])
+                             for k in first["stages_ms"]},
+        "set_image_median_ms": statistics.median(v for r in rounds for v in r["set_image_ms"]),
+        "open_ms": statistics.median(r["open_ms"] for r in rounds),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
+        "rss_before_open_mb": max(r["rss_before_open_mb"] for r in rounds),
+        "gpu_memory_mb": first["gpu_memory_mb"] if first["gpu_memory_mb"] is None else
+        max(r["gpu_memory_mb"] for r in rounds),
     }
 
 

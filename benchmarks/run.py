@@ -6,11 +6,14 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ihp_rt.benchmarks.latency import (
     BENCH_BACKENDS,
     click_sequence,
     machine,
     run_in_subprocess,
+    summarise,
     unavailable,
 )
 from ihp_rt.benchmarks.report import chart, markdown
@@ -50,7 +53,15 @@ def model_files(checkpoint: Checkpoint, names: list[str], out: Path, calibration
 
 def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], out: Path, image_path: Path,
                   clicks: int = 60, warmup: int = 5, clicks_per_image: int = 20, threads: int | None = None,
-                  calibration: list | None = None, progress=print) -> dict:
+                  calibration: list | None = None, rounds: int = 3, progress=print) -> dict:
+    """Time every backend in ``names`` on the same click sequence.
+
+    The timed clicks are split into ``rounds`` and the backends take turns, round by round, each
+    round in a fresh process: on a shared machine the load drifts over minutes, and taking turns
+    spreads that drift over all backends instead of charging it to whichever ran during it.
+    """
+    if rounds < 1 or clicks < rounds:
+        raise InputError(f"need at least one timed click per round (clicks {clicks}, rounds {rounds})")
     unknown = [n for n in names if n not in BENCH_BACKENDS]
     if unknown:
         raise InputError(f"unknown benchmark backend(s) {', '.join(unknown)}; known: {', '.join(BENCH_BACKENDS)}")
@@ -63,16 +74,27 @@ def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], ou
     image = read_image(image_path)
     sequence = click_sequence(image, first_clicks(checkpoint.spec.num_classes), clicks + warmup,
                               checkpoint.spec.num_classes)
-    results = []
-    for name in runnable:
-        started = time.perf_counter()
-        result = run_in_subprocess(name, str(files[BENCH_BACKENDS[name][3]]), str(image_path), sequence, warmup,
-                                   clicks_per_image, threads)
-        results.append(result)
-        summary = result.get("error") or f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms"
-        progress(f"{name}: {summary} ({time.perf_counter() - started:.0f} s)")
+    raw: dict[str, list[dict]] = {name: [] for name in runnable}
+    errors: dict[str, str] = {}
+    for round_index in range(rounds):
+        timed = clicks // rounds + (round_index < clicks % rounds)
+        for name in runnable:
+            if name in errors:
+                continue
+            started = time.perf_counter()
+            result = run_in_subprocess(name, str(files[BENCH_BACKENDS[name][3]]), str(image_path),
+                                       sequence[:warmup + timed], warmup, clicks_per_image, threads)
+            if "error" in result:
+                errors[name] = result["error"]
+                progress(f"{name}: {result['error']}")
+                continue
+            raw[name].append(result)
+            progress(f"{name} round {round_index + 1}/{rounds}: p50 {np.median(result['totals_ms']):.1f} ms "
+                     f"({time.perf_counter() - started:.0f} s)")
+    results = [{"backend": name, "error": errors[name]} if name in errors else summarise(raw[name])
+               for name in runnable]
     report = {"model": model_label, "size": checkpoint.spec.input_size, "backbone": checkpoint.spec.backbone,
-              "clicks_timed": clicks, "warmup": warmup, "clicks_per_image": clicks_per_image,
+              "clicks_timed": clicks, "warmup": warmup, "clicks_per_image": clicks_per_image, "rounds": rounds,
               "machine": machine(), "results": results, "skipped": skipped}
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=float))
     (out / "bench.md").write_text(markdown(report))

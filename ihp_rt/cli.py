@@ -282,7 +282,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if any(n.endswith("int8") for n in names):
         calibration = _calibration_samples(args.calibration, checkpoint.spec, args.calibration_count)
     report = run_benchmark(checkpoint, label, names, Path(args.out), Path(args.image), args.clicks, args.warmup,
-                           args.clicks_per_image, args.threads, calibration)
+                           args.clicks_per_image, args.threads, calibration, args.rounds)
     print(markdown(report))
     print(f"wrote {args.out}/bench.json, bench.md, bench.png")
     return 0
@@ -415,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clicks", type=int, default=60, help="timed clicks per backend (default 60)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--clicks-per-image", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="backends take turns in this many rounds, each in a fresh process (default 3)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--calibration", help="labelled data folder for INT8 calibration")
     p.add_argument("--calibration-count", type=int, default=32)

@@ -27,7 +27,7 @@ def test_bench_reports_every_backend(tiny_checkpoint, tmp_path) -> None:
     for name in ("torch", "onnxruntime", "onnxruntime-int8"):
         r = ran[name]
         assert "error" not in r, r
-        assert r["clicks_timed"] == 4
+        assert r["clicks_timed"] == 4 and r["rounds"] == 3 and len(r["round_p50_ms"]) == 3
         assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
         stages = r["stages_median_ms"]
         assert all(v >= 0 for v in stages.values())

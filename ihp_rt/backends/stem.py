@@ -89,7 +89,7 @@ class SplitGraph:
     stem_output: str
 
 
-def split_after_stem(model, input_name: str, in_channels: int) -> SplitGraph | None:
+def split_after_stem(model, input_name: str) -> SplitGraph | None:
     """Cut ``model`` (an onnx ModelProto, modified in place into the body) after the Conv that
     reads ``input_name``, or return None when the graph does not start that way (an FP16
     graph starts with a Cast, for instance).
@@ -114,7 +114,7 @@ def split_after_stem(model, input_name: str, in_channels: int) -> SplitGraph | N
         return None  # e.g. weights computed by DequantizeLinear nodes
     weight = numpy_helper.to_array(initializers[conv.input[1]]).astype(np.float32)
     strides, pads = attributes.get("strides", [1, 1]), attributes.get("pads", [0, 0, 0, 0])
-    if (weight.ndim != 4 or weight.shape[1] != in_channels or weight.shape[2] != weight.shape[3]
+    if (weight.ndim != 4 or weight.shape[1] <= 3 or weight.shape[2] != weight.shape[3]
             or len(set(strides)) != 1 or len(set(pads)) != 1 or set(attributes.get("dilations", [1])) != {1}
             or attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
         return None
