@@ -30,7 +30,8 @@ def first_clicks(num_classes: int) -> list[tuple[int, int, int]]:
     return [(x, y, 1 + i % (num_classes - 1) if i < parts else 0) for i, (x, y) in enumerate(EXAMPLE_POINTS)]
 
 
-def model_files(checkpoint: Checkpoint, names: list[str], out: Path, calibration: list | None) -> dict[str, Path]:
+def model_files(checkpoint: Checkpoint, names: list[str], out: Path, calibration: list | None,
+                calibration_method: str = "percentile") -> dict[str, Path]:
     """The model in every form the chosen backends open: .pt, .onnx, INT8 .onnx, FP16 .onnx."""
     from ihp_rt.export import export_onnx
 
@@ -47,13 +48,14 @@ def model_files(checkpoint: Checkpoint, names: list[str], out: Path, calibration
         if not calibration:
             raise InputError("onnxruntime-int8 needs calibration samples (--calibration DATA)")
         files["onnx-int8"] = quantize_int8(files["onnx"], models / "model_int8.onnx",
-                                           calibration_inputs(calibration, checkpoint.spec))
+                                           calibration_inputs(calibration, checkpoint.spec), calibration_method)
     return files
 
 
 def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], out: Path, image_path: Path,
                   clicks: int = 60, warmup: int = 5, clicks_per_image: int = 20, threads: int | None = None,
-                  calibration: list | None = None, rounds: int = 3, progress=print) -> dict:
+                  calibration: list | None = None, rounds: int = 3, calibration_method: str = "percentile",
+                  progress=print) -> dict:
     """Time every backend in ``names`` on the same click sequence.
 
     The timed clicks are split into ``rounds`` and the backends take turns, round by round, each
@@ -68,7 +70,7 @@ def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], ou
     skipped = {n: why for n in names if (why := unavailable(n))}
     runnable = [n for n in names if n not in skipped]
     out.mkdir(parents=True, exist_ok=True)
-    files = model_files(checkpoint, runnable, out, calibration)
+    files = model_files(checkpoint, runnable, out, calibration, calibration_method)
     from ihp_rt.images import read_image
 
     image = read_image(image_path)

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from ihp_rt.data.folder import IGNORE
+from ihp_rt.errors import InputError
 from ihp_rt.geometry import prepare_image
 from ihp_rt.spec import ONNX_PRECISION_KEY, ModelSpec
 
@@ -34,9 +35,31 @@ def calibration_inputs(samples: Iterable, spec: ModelSpec, seed: int = 0) -> Ite
         yield x
 
 
-def quantize_int8(onnx_path: str | Path, out_path: str | Path, inputs: Iterable[np.ndarray]) -> Path:
-    """Write a QDQ INT8 copy of ``onnx_path`` (per-channel weights, MinMax-calibrated activations)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+CALIBRATION_METHODS = ("percentile", "minmax")
+
+
+def quantize_int8(onnx_path: str | Path, out_path: str | Path, inputs: Iterable[np.ndarray],
+                  method: str = "percentile") -> Path:
+    """Write a QDQ INT8 copy of ``onnx_path``: per-channel weights, activation ranges from the
+    0.01-99.99 percentiles of the calibration data (``method="minmax"``: their extremes).
+
+    Percentiles by default: a few extreme activations (click maps sum into the first layers
+    with values up to 255) stretched the min/max ranges so far that ordinary activations lost
+    their resolution. Measured on 16 held-out photos, mIoU after 10 corrections: FP32 40.8,
+    INT8 min/max 37.0, INT8 percentile 46.1 (README, "Accuracy cost of FP16 and INT8").
+    Percentiles need a histogram of every activation, which fails for activations that barely
+    vary over the calibration data (an untrained model, or too few, too similar photos); that
+    is reported as an InputError naming the way out, never replaced by min/max behind the user's back.
+    """
+    if method not in CALIBRATION_METHODS:
+        raise InputError(f"unknown calibration method {method!r}; known: {', '.join(CALIBRATION_METHODS)}")
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -54,10 +77,21 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, inputs: Iterable[
     # photos). The layers that read the input stay float.
     first = [n.name for n in source.graph.node if "input" in n.input]
     tmp = out_path.with_name(out_path.name + ".tmp")
-    quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"],
-                    nodes_to_exclude=first)
+    percentile = method == "percentile"
+    try:
+        quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"],
+                        nodes_to_exclude=first,
+                        calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+                        extra_options={"CalibPercentile": 99.99} if percentile else {})
+    except ValueError as e:
+        tmp.unlink(missing_ok=True)
+        if not percentile or "bins" not in str(e):
+            raise
+        raise InputError(f"percentile calibration failed ({e}): some activations barely vary over the "
+                         "calibration photos (an untrained model, or too few or too similar photos); "
+                         "calibrate with more varied photos, or use --calibration-method minmax") from None
     quantized = onnx.load(str(tmp))
     del quantized.metadata_props[:]
     for prop in source.metadata_props:  # the quantiser drops them: the .onnx must stay self-describing

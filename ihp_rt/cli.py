@@ -88,8 +88,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         samples = _calibration_samples(args.calibration, checkpoint.spec, args.calibration_count)
         fp32 = export_onnx(checkpoint, Path(args.output).with_suffix(".fp32.onnx"), output=args.head,
                            simplify=not args.no_simplify)
-        path = quantize_int8(fp32, args.output, calibration_inputs(samples, checkpoint.spec))
-        fp32.unlink()
+        try:
+            path = quantize_int8(fp32, args.output, calibration_inputs(samples, checkpoint.spec),
+                                 args.calibration_method)
+        finally:
+            fp32.unlink()  # an intermediate: never left behind, whether quantisation worked or not
     else:
         path = export_onnx(checkpoint, args.output, output=args.head, simplify=not args.no_simplify,
                            precision=args.precision)
@@ -282,7 +285,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if any(n.endswith("int8") for n in names):
         calibration = _calibration_samples(args.calibration, checkpoint.spec, args.calibration_count)
     report = run_benchmark(checkpoint, label, names, Path(args.out), Path(args.image), args.clicks, args.warmup,
-                           args.clicks_per_image, args.threads, calibration, args.rounds)
+                           args.clicks_per_image, args.threads, calibration, args.rounds,
+                           args.calibration_method)
     print(markdown(report))
     print(f"wrote {args.out}/bench.json, bench.md, bench.png")
     return 0
@@ -363,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "int8: static QDQ quantisation for ONNX Runtime on CPU (needs --calibration)")
     p.add_argument("--calibration", help="labelled data folder for INT8 calibration")
     p.add_argument("--calibration-count", type=int, default=32, help="calibration photos (default 32)")
+    p.add_argument("--calibration-method", choices=("percentile", "minmax"), default="percentile",
+                   help="INT8 activation ranges: 0.01-99.99 percentiles (default) or extremes")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     p.add_argument("--check", type=int, default=3, help="random inputs for the parity check (0: none)")
     _stand_in_options(p)
@@ -420,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--calibration", help="labelled data folder for INT8 calibration")
     p.add_argument("--calibration-count", type=int, default=32)
+    p.add_argument("--calibration-method", choices=("percentile", "minmax"), default="percentile")
     p.add_argument("-o", "--out", required=True, help="folder for bench.json, bench.md, bench.png")
     p.set_defaults(func=cmd_bench)
 

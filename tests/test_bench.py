@@ -19,7 +19,8 @@ def test_bench_reports_every_backend(tiny_checkpoint, tmp_path) -> None:
     calibration = [Sample("c", np.full((96, 64, 3), 120, np.uint8), labels)]
     names = ["torch", "onnxruntime", "onnxruntime-int8", "tensorrt"]
     run_benchmark(tiny_checkpoint, "tiny", names, tmp_path, EXAMPLES / "astronaut.jpg", clicks=4, warmup=1,
-                           clicks_per_image=3, calibration=calibration, progress=lambda _: None)
+                           clicks_per_image=3, calibration=calibration, calibration_method="minmax",
+                           progress=lambda _: None)
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["model"] == "tiny" and saved["machine"]["cores"] >= 1 and saved["machine"]["torch"]
     ran = {r["backend"]: r for r in saved["results"]}

@@ -143,8 +143,13 @@ def test_cli_int8_export_is_quantised_self_describing_and_runs(tmp_path, tiny_ch
     (data / "manifest.json").write_text(json.dumps({"classes": {str(i): n for i, n in enumerate(names)}}))
     pt = save_checkpoint(tmp_path / "m.pt", tiny_checkpoint.model, tiny_checkpoint.spec)
     out = tmp_path / "m_int8.onnx"
+    # An untrained model's activations barely vary: percentiles cannot be histogrammed, and say so.
     assert main(["export", "--model", str(pt), "-o", str(out), "--precision", "int8", "--calibration", str(data),
-                 "--check", "0"]) == 0
+                 "--check", "0"]) == 2
+    assert "use --calibration-method minmax" in capsys.readouterr().err and not out.exists()
+    assert not (tmp_path / "m_int8.fp32.onnx").exists()
+    assert main(["export", "--model", str(pt), "-o", str(out), "--precision", "int8", "--calibration", str(data),
+                 "--check", "0", "--calibration-method", "minmax"]) == 0
     model = onnx.load(str(out))
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
     meta = {p.key: p.value for p in model.metadata_props}
@@ -181,3 +186,35 @@ def test_cached_stem_equals_the_whole_graph(backbone, tmp_path, rng) -> None:
 def _patched(backend, clicks) -> np.ndarray:
     backend.predict(clicks)  # fills the backend's stem buffer for these clicks
     return backend._stem.copy()
+
+
+def test_first_layer_is_computed_once_per_image_even_when_sessions_take_turns(onnx_path, rng) -> None:
+    from ihp_rt.session import SharedBackend
+
+    backend = open_backend(str(onnx_path), "onnxruntime")
+    runs = []
+
+    class Counting:
+        def __init__(self, session) -> None:
+            self.session = session
+
+        def run(self, *args):
+            runs.append(1)
+            return self.session.run(*args)
+
+    backend._stem_session = Counting(backend._stem_session)
+    shared = SharedBackend(backend)
+    sessions = [Session(shared) for _ in range(3)]
+    photos = [rng.integers(0, 256, (90, 70, 3), dtype=np.uint8) for _ in sessions]
+    for s, photo in zip(sessions, photos, strict=True):
+        s.set_image(photo)
+    first = []
+    for s in sessions:
+        s.add_click(5, 5, 1)
+        first.append(s.predict().labels)
+    for _ in range(3):  # turns pass round and round: no new first-layer runs
+        for s, labels in zip(sessions, first, strict=True):
+            assert np.array_equal(s.predict().labels, labels)
+    assert len(runs) == 3
+    sessions[0].set_image(photos[0].copy())  # a new image (another array) is computed afresh
+    assert len(runs) == 4
