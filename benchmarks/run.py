@@ -78,14 +78,18 @@ def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], ou
                               checkpoint.spec.num_classes)
     raw: dict[str, list[dict]] = {name: [] for name in runnable}
     errors: dict[str, str] = {}
+    offset = warmup
     for round_index in range(rounds):
         timed = clicks // rounds + (round_index < clicks % rounds)
+        # each round: the warm-up clicks, then its own slice of the timed clicks
+        clicks_of_round = sequence[:warmup] + sequence[offset:offset + timed]
+        offset += timed
         for name in runnable:
             if name in errors:
                 continue
             started = time.perf_counter()
             result = run_in_subprocess(name, str(files[BENCH_BACKENDS[name][3]]), str(image_path),
-                                       sequence[:warmup + timed], warmup, clicks_per_image, threads)
+                                       clicks_of_round, warmup, clicks_per_image, threads)
             if "error" in result:
                 errors[name] = result["error"]
                 progress(f"{name}: {result['error']}")

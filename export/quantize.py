@@ -79,23 +79,25 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, inputs: Iterable[
     tmp = out_path.with_name(out_path.name + ".tmp")
     percentile = method == "percentile"
     try:
-        quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"],
-                        nodes_to_exclude=first,
-                        calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
-                        extra_options={"CalibPercentile": 99.99} if percentile else {})
-    except ValueError as e:
-        tmp.unlink(missing_ok=True)
-        if not percentile or "bins" not in str(e):
-            raise
-        raise InputError(f"percentile calibration failed ({e}): some activations barely vary over the "
-                         "calibration photos (an untrained model, or too few or too similar photos); "
-                         "calibrate with more varied photos, or use --calibration-method minmax") from None
-    quantized = onnx.load(str(tmp))
-    del quantized.metadata_props[:]
-    for prop in source.metadata_props:  # the quantiser drops them: the .onnx must stay self-describing
-        quantized.metadata_props.add(key=prop.key, value="int8" if prop.key == ONNX_PRECISION_KEY else prop.value)
-    onnx.save(quantized, str(tmp))
-    tmp.replace(out_path)
+        try:
+            quantize_static(str(onnx_path), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv", "Add", "Mul", "GlobalAveragePool", "Concat"],
+                            nodes_to_exclude=first,
+                            calibrate_method=CalibrationMethod.Percentile if percentile else CalibrationMethod.MinMax,
+                            extra_options={"CalibPercentile": 99.99} if percentile else {})
+        except ValueError as e:
+            if not percentile or "bins" not in str(e):
+                raise
+            raise InputError(f"percentile calibration failed ({e}): some activations barely vary over the "
+                             "calibration photos (an untrained model, or too few or too similar photos); "
+                             "calibrate with more varied photos, or use --calibration-method minmax") from None
+        quantized = onnx.load(str(tmp))
+        del quantized.metadata_props[:]
+        for prop in source.metadata_props:  # the quantiser drops them: the .onnx must stay self-describing
+            quantized.metadata_props.add(key=prop.key, value="int8" if prop.key == ONNX_PRECISION_KEY else prop.value)
+        onnx.save(quantized, str(tmp))
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only a failed run leaves it: a finished one has renamed it
     return out_path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,9 @@ class Prediction:
     latency_ms: float
 
 
+_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # backend -> its SharedBackend
+
+
 class SharedBackend:
     """One backend behind any number of sessions; calls are serialised by a lock.
 
@@ -49,9 +53,17 @@ class SharedBackend:
     """
 
     def __init__(self, backend: Backend) -> None:
+        if backend in _SHARED:  # a second wrapper would believe its own last image is still loaded
+            raise ValueError("this backend is already shared: use SharedBackend.of(backend)")
         self.backend = backend
         self._lock = threading.Lock()
         self._loaded: np.ndarray | None = None
+        _SHARED[backend] = self
+
+    @classmethod
+    def of(cls, backend: Backend) -> SharedBackend:
+        """The one SharedBackend of ``backend``, created on first use."""
+        return _SHARED.get(backend) or cls(backend)
 
     def load(self, image: np.ndarray) -> None:
         with self._lock:
@@ -76,7 +88,7 @@ class Session:
     """
 
     def __init__(self, backend: Backend | SharedBackend) -> None:
-        self.engine = backend if isinstance(backend, SharedBackend) else SharedBackend(backend)
+        self.engine = backend if isinstance(backend, SharedBackend) else SharedBackend.of(backend)
         self._box: Letterbox | None = None
         self._image: np.ndarray | None = None
         self._clicks: list[Click] = []

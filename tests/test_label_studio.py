@@ -204,7 +204,7 @@ def test_predict_fetches_each_task_image_once_with_the_token(backend, fake_label
     points = [keypoint(20, 20, "hair"), keypoint(60, 70, "face")]
     second = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png", points))
     assert second.status_code == 200 and fetches == ["/data/upload/1/photo.png"]  # the session was kept
-    assert client.get("/ready").json()["sessions"] == 1
+    assert client.get("/ready").json()["sessions"] == 0  # tasks never take the web page's session slots
 
     wrong_token = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "guess")))
     refused = wrong_token.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
@@ -219,6 +219,8 @@ def test_predict_fetches_each_task_image_once_with_the_token(backend, fake_label
     ("data:image/png;base64," + base64.b64encode(b"not a picture").decode(), [keypoint(5, 5, "hair")],
      "not a readable image"),
     ("/data/upload/1/photo.png", [{"type": "keypointlabels", "value": {"x": 5}}], "context result #0"),
+    ("/data/upload/1/photo.png", [{**keypoint(5, 5, "hair"), "original_width": 10**400}], "context result #0"),
+    ("/data/upload/1/photo.png", [{**keypoint(5, 5, "hair"), "value": "x"}], "context result #0"),
 ])
 def test_predict_refuses_bad_requests_with_a_reason(backend, fake_label_studio, image_url, points, words) -> None:
     url, _ = fake_label_studio
@@ -236,3 +238,36 @@ def test_predict_without_clicks_or_host(backend, photo_png) -> None:
                                                                    [keypoint(5, 5, "hair")]))
     assert unset.status_code == 400 and "LABEL_STUDIO_URL" in unset.json()["detail"]
     assert json.loads(client.post("/label-studio/webhook", json={"action": "ANNOTATION_CREATED"}).text)["status"]
+
+
+def test_tasks_are_a_bounded_cache_that_never_blocks_web_sessions(backend, fake_label_studio, photo_png) -> None:
+    """More tasks than session slots: the least recently clicked task is dropped (and fetched
+    again when clicked), the web page keeps every slot, and a flood of keypoints is refused."""
+    from ihp_rt.serving import ServeConfig
+
+    url, fetches = fake_label_studio
+    fetches.clear()
+    client = TestClient(create_app(backend, ServeConfig(max_sessions=2, max_clicks=3),
+                                   label_studio=LabelStudioHost(url, "secret")))
+    for task in (1, 2, 3, 1):
+        body = predict_body("/data/upload/1/photo.png", [keypoint(20, 20, "hair")], task_id=task)
+        assert client.post("/label-studio/predict", json=body).status_code == 200
+    assert len(fetches) == 4  # task 1 was evicted by task 3, so it is fetched again
+    upload = client.post("/sessions", files={"image": ("p.png", photo_png, "image/png")})
+    assert upload.status_code == 201  # web sessions are not crowded out by tasks
+    flood = client.post("/label-studio/predict", json=predict_body(
+        "/data/upload/1/photo.png", [keypoint(i, i, "hair") for i in range(1, 5)], task_id=1))
+    assert flood.status_code == 409 and "at most 3 clicks" in flood.json()["detail"]
+    for bad in ({"result": ["x"]}, "context", {"result": {"not": "a list"}}):
+        body = {**predict_body("/data/upload/1/photo.png", []), "params": {"context": bad}}
+        response = client.post("/label-studio/predict", json=body)
+        assert response.status_code == 400 and "context" in response.json()["detail"], (bad, response.text)
+
+
+def test_non_finite_coordinates_are_refused(backend) -> None:
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost()))
+    body = json.dumps(predict_body("data:image/png;base64,AAAA", [keypoint(5, 5, "hair")]))
+    body = body.replace('"x": 5', '"x": 1e309')
+    assert "1e309" in body  # JSON's own spelling of an overflowing number: Python reads it as inf
+    response = client.post("/label-studio/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "context result #0" in response.json()["detail"]

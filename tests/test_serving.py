@@ -206,6 +206,7 @@ def test_click_limit_session_limit_and_expiry(client, photo, clock) -> None:
     full = upload(client, png_bytes(photo))
     assert full.status_code == 429 and "maximum of 3 sessions" in full.json()["detail"]
     assert int(full.headers["retry-after"]) == 60
+    assert upload(client, b"not even an image").status_code == 429  # refused before any decoding
     assert client.get("/ready").status_code == 503
     assert client.delete(f"/sessions/{others[0]}").status_code == 204
     replacement = open_session(client, photo)

@@ -125,3 +125,23 @@ def test_sessions_sharing_one_backend_match_sessions_alone(tiny_checkpoint, rng)
         for x, y, label in clicks:
             alone.add_click(x, y, label)
         assert np.array_equal(alone.predict().labels, mask)
+
+
+def test_sessions_on_one_raw_backend_share_its_wrapper(tiny_checkpoint, rng) -> None:
+    """Two Sessions given the same backend must not each believe their image is loaded."""
+    from ihp_rt.backends import open_backend
+    from ihp_rt.session import SharedBackend
+
+    backend = open_backend(tiny_checkpoint, "torch")
+    a, b = Session(backend), Session(backend)
+    assert a.engine is b.engine is SharedBackend.of(backend)
+    with pytest.raises(ValueError, match="already shared"):
+        SharedBackend(backend)
+    photos = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    a.set_image(photos[0])
+    b.set_image(photos[1])
+    a.add_click(3, 3, 2)
+    alone = Session.open(tiny_checkpoint)
+    alone.set_image(photos[0])
+    alone.add_click(3, 3, 2)
+    assert np.array_equal(a.predict().labels, alone.predict().labels)  # a's image, not b's

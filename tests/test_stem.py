@@ -29,8 +29,8 @@ def conv_reference(x: np.ndarray, weight: np.ndarray, stride: int, pad: int) -> 
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), size=st.tuples(st.integers(20, 70), st.integers(20, 70)),
-       shape=st.sampled_from([(7, 2, 3), (3, 1, 1), (3, 2, 1), (5, 2, 2)]), clicks=st.integers(0, 12),
-       cap=st.sampled_from([255, 100]))
+       shape=st.sampled_from([(7, 2, 3), (3, 1, 1), (3, 2, 1), (5, 2, 2), (4, 4, 0), (2, 5, 0)]),
+       clicks=st.integers(0, 12), cap=st.sampled_from([255, 100, 4, 1]))
 def test_patched_stem_equals_the_full_convolution(seed, size, shape, clicks, cap) -> None:
     rng = np.random.default_rng(seed)
     (height, width), (k, stride, pad), classes = size, shape, 4

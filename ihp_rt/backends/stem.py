@@ -62,6 +62,8 @@ def patch_stem(stem: StemConv, base: np.ndarray, maps: np.ndarray, clicks: np.nd
     flat_weight = stem.weight.reshape(stem.weight.shape[0], stem.weight.shape[1], k * k)
     for x, y, _ in clicks:
         (r0, r1), (c0, c1) = stem.span(int(y), r, height), stem.span(int(x), r, width)
+        if r1 <= r0 or c1 <= c0:
+            continue  # no output reads this click's pixels (a stride wider than the kernel)
         # input rows/cols the output window reads, zero outside the image (the convolution's padding)
         i0, i1 = r0 * s - p, (r1 - 1) * s - p + k
         j0, j1 = c0 * s - p, (c1 - 1) * s - p + k

@@ -216,6 +216,7 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
 
     @app.post("/sessions", status_code=201, responses=ERRORS)
     def create_session(image: Annotated[UploadFile, File(description="the photo: PNG, JPEG, ...")]) -> SessionOut:
+        store.check_room()  # a full server refuses before decoding and pre-processing
         rgb = decode_image(image.file.read(), f"upload {image.filename or 'image'!r}")
         session = Session(engine)
         session.set_image(rgb)
@@ -283,8 +284,7 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
         except IhpError as e:
             return error_reply(status_of(e), str(e))
 
-    app.include_router(label_studio_router(engine, store, config.max_upload_bytes,
-                                           label_studio or LabelStudioHost.from_environment()))
+    app.include_router(label_studio_router(engine, config, label_studio or LabelStudioHost.from_environment()))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -17,19 +17,24 @@ per part, its label the part's name) with brush labels of the same names::
 Every smart keypoint Label Studio sends (all of them, on each new click, in percent of the
 image size) becomes a labelled click; a negative keypoint is a background click. The reply
 is one BrushLabels region per part present in the mask, as brush RLE. Each task's image is
-fetched, decoded and pre-processed once and kept as a server session, so a click costs only
-the per-click step. Images are fetched only from data: URIs and from the Label Studio host
-named by ``LABEL_STUDIO_URL`` (with ``LABEL_STUDIO_API_KEY`` as its token), never from any
-other host a task might name.
+fetched, decoded and pre-processed once and kept (for the ``max_sessions`` most recently
+clicked tasks), so a click costs only the per-click step. Images are fetched only from data:
+URIs and from the Label Studio host named by ``LABEL_STUDIO_URL`` (with
+``LABEL_STUDIO_API_KEY`` as its token), never from any other host a task might name.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
+import threading
 import urllib.error
 import urllib.request
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urljoin, urlsplit
@@ -43,8 +48,8 @@ from ihp_rt.errors import InputError
 from ihp_rt.images import decode_image
 from ihp_rt.labels import LabelSet
 from ihp_rt.serving.brush_rle import encode_brush_rle
-from ihp_rt.serving.errors import ERRORS
-from ihp_rt.serving.store import Entry, SessionStore
+from ihp_rt.serving.config import ServeConfig
+from ihp_rt.serving.errors import ERRORS, ClickLimit
 from ihp_rt.session import Session, SharedBackend
 
 
@@ -113,21 +118,30 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     return data
 
 
-def clicks_from_context(context: dict | None, labels: LabelSet) -> tuple[list[tuple[int, int, int]], tuple[int, int]]:
+def clicks_from_context(context: object, labels: LabelSet, max_clicks: int
+                        ) -> tuple[list[tuple[int, int, int]], tuple[int, int]]:
     """Labelled pixel clicks and the image (width, height) from Label Studio's smart keypoints."""
-    items = [r for r in (context or {}).get("result", []) if str(r.get("type", "")).lower() == "keypointlabels"]
+    results = context.get("result") if isinstance(context, dict) else None
+    if not isinstance(results, list):
+        raise InputError('params.context must be {"result": [...keypoint regions...]}')
+    items = [r for r in results if isinstance(r, dict) and str(r.get("type", "")).lower() == "keypointlabels"]
+    if len(items) > max_clicks:
+        raise ClickLimit(f"{len(items)} keypoints: this server takes at most {max_clicks} clicks per image")
     clicks = []
     size = None
     for i, item in enumerate(items):
-        value = item.get("value") or {}
+        value = item.get("value")
         try:
             width, height = int(item["original_width"]), int(item["original_height"])
-            x = min(width - 1, int(float(value["x"]) * width / 100))
-            y = min(height - 1, int(float(value["y"]) * height / 100))
+            px, py = float(value["x"]), float(value["y"])
+            if not (0 < width <= 100_000 and 0 < height <= 100_000 and math.isfinite(px) and math.isfinite(py)):
+                raise ValueError
+            x = min(width - 1, max(0, int(px * width / 100)))
+            y = min(height - 1, max(0, int(py * height / 100)))
             name = value["keypointlabels"][0]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise InputError(f"context result #{i} is not a keypointlabels region with x, y, original_width, "
-                             "original_height and a label") from None
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError):
+            raise InputError(f"context result #{i} is not a keypointlabels region with x, y (percent), "
+                             "original_width, original_height and a label") from None
         size = (width, height)
         label = labels.label_id(name) if item.get("is_positive", True) else 0
         clicks.append((x, y, label))
@@ -136,12 +150,42 @@ def clicks_from_context(context: dict | None, labels: LabelSet) -> tuple[list[tu
     return clicks, size
 
 
-def router(engine: SharedBackend, store: SessionStore, max_bytes: int, host: LabelStudioHost) -> APIRouter:
-    """The ML backend routes over the server's shared network and session store."""
+class TaskSessions:
+    """One session per Label Studio task, least recently used evicted beyond ``capacity``.
+
+    Kept apart from the server's own session store: tasks are a cache (a task whose session
+    was evicted is simply fetched again), while the web page's sessions are someone's work
+    and are never evicted to make room. Each entry's lock serialises its task's requests and
+    makes concurrent first clicks on a task fetch its image once.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[threading.Lock, list[Session]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str, create: Callable[[], Session]) -> Iterator[Session]:
+        """The task's session, under its lock; ``create`` runs (under that lock) on a first click."""
+        with self._lock:
+            if key not in self._entries:
+                self._entries[key] = (threading.Lock(), [])
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+            self._entries.move_to_end(key)
+            lock, slot = self._entries[key]
+        with lock:
+            if not slot:
+                slot.append(create())
+            yield slot[0]
+
+
+def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) -> APIRouter:
+    """The ML backend routes over the server's shared network."""
     api = APIRouter(prefix="/label-studio", tags=["Label Studio ML backend"], responses=ERRORS)
     labels = engine.backend.spec.labels
     model_version = f"ihp-rt-{__version__}-{labels.name}"
-    task_sessions: dict[str, str] = {}  # "project/task" -> session id in the store
+    tasks_held = TaskSessions(config.max_sessions)
 
     @api.get("/health")
     def health() -> dict[str, str]:
@@ -162,15 +206,25 @@ def router(engine: SharedBackend, store: SessionStore, max_bytes: int, host: Lab
         tasks = body.get("tasks")
         if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
             raise InputError('predict needs "tasks": [{"id": .., "data": {..}}]')
-        context = (body.get("params") or {}).get("context")
-        if not context or not context.get("result"):
+        params = body.get("params")
+        context = params.get("context") if isinstance(params, dict) else None
+        if not context or (isinstance(context, dict) and not context.get("result")):
             return {"results": [{"result": [], "model_version": model_version}]}  # batch pre-labelling: nothing to do
         tags = parse_config(str(body.get("label_config", "")))
         task = tasks[0]
-        clicks, (width, height) = clicks_from_context(context, labels)
-        entry = task_entry(f"{body.get('project', '')}/{task.get('id')}", task, tags)
-        with entry.lock:
-            session = entry.session
+        clicks, (width, height) = clicks_from_context(context, labels, config.max_clicks)
+
+        def create() -> Session:
+            data = task.get("data")
+            url = data.get(tags.data_key) if isinstance(data, dict) else None
+            if not isinstance(url, str):
+                raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
+            session = Session(engine)
+            session.set_image(decode_image(fetch_image(url, host, config.max_upload_bytes),
+                                           f"task {task.get('id')} image"))
+            return session
+
+        with tasks_held.hold(f"{body.get('project', '')}/{task.get('id')}", create) as session:
             if session.image_size != (height, width):
                 raise InputError(f"keypoints are for a {width}x{height} image, the task image is "
                                  f"{session.image_size[1]}x{session.image_size[0]}")
@@ -178,25 +232,13 @@ def router(engine: SharedBackend, store: SessionStore, max_bytes: int, host: Lab
             for x, y, label in clicks:
                 session.add_click(x, y, label)
             mask = session.predict().labels
-        regions = [region(mask == class_id, name, tags, width, height)
-                   for class_id, name in enumerate(labels.names)
-                   if class_id and (not tags.brush_labels or name in tags.brush_labels) and (mask == class_id).any()]
+        regions = []
+        for class_id, name in enumerate(labels.names):
+            if class_id and (not tags.brush_labels or name in tags.brush_labels):
+                part = mask == class_id
+                if part.any():
+                    regions.append(region(part, name, tags, width, height))
         return {"results": [{"result": regions, "model_version": model_version}]}
-
-    def task_entry(key: str, task: dict, tags: Tags) -> Entry:
-        """The task's session, created (image fetched and pre-processed) on its first click."""
-        if key in task_sessions and task_sessions[key] in store:
-            return store.get(task_sessions[key])
-        url = (task.get("data") or {}).get(tags.data_key)
-        if not isinstance(url, str):
-            raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
-        session = Session(engine)
-        session.set_image(decode_image(fetch_image(url, host, max_bytes), f"task {task.get('id')} image"))
-        entry = store.add(session)
-        for stale in [k for k, sid in task_sessions.items() if sid not in store]:
-            del task_sessions[stale]
-        task_sessions[key] = entry.id
-        return entry
 
     return api
 

@@ -49,6 +49,8 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int | None = None, timeo
     deadline = time.monotonic() + timeout_s
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout_s)
             raise BackendError(f"the server did not start on {host}:{port}")
         time.sleep(0.02)
     try:
@@ -92,4 +94,5 @@ def spawn_server(args: list[str], host: str = "127.0.0.1", timeout_s: float = 12
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
         log.close()

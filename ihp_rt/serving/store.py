@@ -62,15 +62,14 @@ class SessionStore:
             self._purge()
             return session_id in self._entries
 
+    def check_room(self) -> None:
+        """Refuse now, as :meth:`add` would, before an upload is decoded for nothing."""
+        with self._lock:
+            self._check_room()
+
     def add(self, session: Session) -> Entry:
         with self._lock:
-            self._purge()
-            if len(self._entries) >= self.capacity:
-                oldest = next(iter(self._entries.values()))
-                wait = max(1, round(self.ttl_s - (self._clock() - oldest.last_used)))
-                raise StoreFull(
-                    f"the server holds its maximum of {self.capacity} sessions; delete one or retry in "
-                    f"{wait} s, when the least recently used one expires", wait)
+            self._check_room()
             entry = Entry(secrets.token_urlsafe(16), session, self._clock())
             self._entries[entry.id] = entry
             return entry
@@ -91,6 +90,14 @@ class SessionStore:
         with self._lock:
             if self._entries.pop(session_id, None) is None:
                 raise SessionNotFound(f"no session {session_id!r}")
+
+    def _check_room(self) -> None:
+        self._purge()
+        if len(self._entries) >= self.capacity:
+            oldest = next(iter(self._entries.values()))
+            wait = max(1, round(self.ttl_s - (self._clock() - oldest.last_used)))
+            raise StoreFull(f"the server holds its maximum of {self.capacity} sessions; delete one or retry in "
+                            f"{wait} s, when the least recently used one expires", wait)
 
     def _purge(self) -> None:
         now = self._clock()

@@ -5,7 +5,7 @@
 
 const KEYS = "1234567890qwertyuiopasdfghjklcvbnm";  // class shortcuts, in label order
 const $ = (id) => document.getElementById(id);
-const state = { labels: [], selected: 1, session: null, socket: null, sent: [], clicks: [], name: "image" };
+const state = { labels: [], selected: 1, session: null, socket: null, sent: [], clicks: [], name: "image", uploads: 0 };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -52,6 +52,7 @@ function select(id) {
 async function openImage(file) {
   if (!file) return;
   closeSession();
+  const ticket = ++state.uploads;  // a newer upload supersedes this one
   setStatus(`Uploading ${file.name}…`);
   const form = new FormData();
   form.append("image", file);
@@ -59,7 +60,11 @@ async function openImage(file) {
   try {
     created = await fetchJson("/sessions", { method: "POST", body: form });
   } catch (error) {
-    setStatus(`Cannot open ${file.name}: ${error.message}`, true);
+    if (ticket === state.uploads) setStatus(`Cannot open ${file.name}: ${error.message}`, true);
+    return;
+  }
+  if (ticket !== state.uploads) {  // another image was opened meanwhile: free this slot at once
+    fetch(`/sessions/${created.session_id}`, { method: "DELETE" });
     return;
   }
   const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
