@@ -102,12 +102,17 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
     session = Session.open(model, backend=backend, device=device, threads=threads, half=half)
     open_ms = (time.perf_counter() - t0) * 1e3
     set_image_ms, totals, stages = [], [], {"encode_ms": [], "network_ms": [], "download_ms": [], "map_back_ms": []}
+
+    def timed_set_image() -> float:
+        t0 = time.perf_counter()
+        session.set_image(image)
+        return (time.perf_counter() - t0) * 1e3
+
     for i, (x, y, label) in enumerate(clicks):
         if i % clicks_per_image == 0:
-            t0 = time.perf_counter()
-            session.set_image(image)
+            load_ms = timed_set_image()
             if i >= warmup:  # the first load of a fresh process is cold, like its first clicks
-                set_image_ms.append((time.perf_counter() - t0) * 1e3)
+                set_image_ms.append(load_ms)
         session.add_click(x, y, label)
         pred = session.predict()
         if i < warmup:
@@ -118,9 +123,7 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
             stages[key].append(timings[key])
         stages["map_back_ms"].append(pred.latency_ms - sum(timings.values()))
     if not set_image_ms:  # too few clicks for an image change after the warm-up: time one now, warm
-        t0 = time.perf_counter()
-        session.set_image(image)
-        set_image_ms.append((time.perf_counter() - t0) * 1e3)
+        set_image_ms.append(timed_set_image())
     return {
         "backend": name, "engine": session.backend.name, "totals_ms": totals, "stages_ms": stages,
         "set_image_ms": set_image_ms, "open_ms": open_ms, "peak_rss_mb": peak_rss_mb(),
@@ -144,8 +147,7 @@ def summarise(rounds: list[dict]) -> dict:
         "open_ms": statistics.median(r["open_ms"] for r in rounds),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
         "rss_before_open_mb": max(r["rss_before_open_mb"] for r in rounds),
-        "gpu_memory_mb": first["gpu_memory_mb"] if first["gpu_memory_mb"] is None else
-        max(r["gpu_memory_mb"] for r in rounds),
+        "gpu_memory_mb": max((r["gpu_memory_mb"] for r in rounds if r["gpu_memory_mb"] is not None), default=None),
     }
 
 

@@ -50,6 +50,11 @@ def available_providers() -> list[str]:
     return [name for name, ep in PROVIDERS.items() if ep in offered]
 
 
+def _not_loadable(path: Path, error: Exception) -> ModelError:
+    """One line naming the file, whichever library (onnx or onnxruntime) failed to read it."""
+    return ModelError(f"{path} is not a loadable ONNX model: {' '.join(str(error).split())[:300]}")
+
+
 class OrtBackend:
     """One InferenceSession with graph optimisations on and I/O binding over fixed buffers."""
 
@@ -111,7 +116,7 @@ class OrtBackend:
         try:
             model = onnx.load(str(path))
         except Exception as e:
-            raise ModelError(f"{path} is not a loadable ONNX model: {' '.join(str(e).split())[:300]}") from None
+            raise _not_loadable(path, e) from None
         return split_after_stem(model, "input")
 
     @staticmethod
@@ -119,8 +124,7 @@ class OrtBackend:
         try:
             return ort.InferenceSession(source, options, providers=[PROVIDERS[provider]])
         except Exception as e:
-            reason = " ".join(str(e).split())[:300]
-            raise ModelError(f"{path} is not a loadable ONNX model: {reason}") from None
+            raise _not_loadable(path, e) from None
 
     def set_image(self, image: np.ndarray) -> None:
         """Load an image; with a cut graph, its first-layer output is kept for the last

@@ -124,15 +124,14 @@ def split_after_stem(model, input_name: str) -> SplitGraph | None:
     source = next(i for i in graph.input if i.name == input_name)
     stem_value = helper.make_tensor_value_info(conv.output[0], TensorProto.FLOAT,
                                                ["batch", weight.shape[0], "stem_height", "stem_width"])
-    weight_names = [name for name in conv.input[1:] if name in initializers]
     stem_graph = helper.make_graph([conv], "stem", [source], [stem_value],
-                                   initializer=[initializers[name] for name in weight_names])
-    weight_names = [name for name in weight_names if name not in used_elsewhere]  # exporters share equal tensors
+                                   initializer=[initializers[name] for name in conv.input[1:] if name])
+    only_stem = {name for name in conv.input[1:] if name not in used_elsewhere}  # exporters share equal tensors
     stem_model = helper.make_model(stem_graph, opset_imports=model.opset_import, ir_version=model.ir_version)
     stem_bytes, stem_output = stem_model.SerializeToString(), conv.output[0]
 
     del graph.node[convs[0]]
-    kept = [t for t in graph.initializer if t.name not in weight_names]
+    kept = [t for t in graph.initializer if t.name not in only_stem]
     del graph.initializer[:]
     graph.initializer.extend(kept)
     graph.input.append(stem_value)

@@ -57,11 +57,6 @@ class SessionStore:
             self._purge()
             return len(self._entries)
 
-    def __contains__(self, session_id: object) -> bool:
-        with self._lock:
-            self._purge()
-            return session_id in self._entries
-
     def check_room(self) -> None:
         """Refuse now, as :meth:`add` would, before an upload is decoded for nothing."""
         with self._lock:
