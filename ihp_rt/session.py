@@ -41,7 +41,15 @@ class Prediction:
     latency_ms: float
 
 
-_SHARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # backend -> its SharedBackend
+# id(backend) -> its live SharedBackend. Weak *values*: a wrapper holds its backend, so a
+# weak-key map (backend -> wrapper) would keep every backend alive through its own value.
+# The id cannot be reused while the wrapper lives, since the wrapper keeps the backend.
+_SHARED: weakref.WeakValueDictionary[int, SharedBackend] = weakref.WeakValueDictionary()
+
+
+def _live_wrapper(backend: Backend) -> SharedBackend | None:
+    wrapper = _SHARED.get(id(backend))
+    return wrapper if wrapper is not None and wrapper.backend is backend else None
 
 
 class SharedBackend:
@@ -53,17 +61,17 @@ class SharedBackend:
     """
 
     def __init__(self, backend: Backend) -> None:
-        if backend in _SHARED:  # a second wrapper would believe its own last image is still loaded
+        if _live_wrapper(backend) is not None:  # a second wrapper would believe its own last image is loaded
             raise ValueError("this backend is already shared: use SharedBackend.of(backend)")
         self.backend = backend
         self._lock = threading.Lock()
         self._loaded: np.ndarray | None = None
-        _SHARED[backend] = self
+        _SHARED[id(backend)] = self
 
     @classmethod
     def of(cls, backend: Backend) -> SharedBackend:
         """The one SharedBackend of ``backend``, created on first use."""
-        return _SHARED.get(backend) or cls(backend)
+        return _live_wrapper(backend) or cls(backend)
 
     def load(self, image: np.ndarray) -> None:
         with self._lock:

@@ -145,3 +145,23 @@ def test_sessions_on_one_raw_backend_share_its_wrapper(tiny_checkpoint, rng) -> 
     alone.set_image(photos[0])
     alone.add_click(3, 3, 2)
     assert np.array_equal(a.predict().labels, alone.predict().labels)  # a's image, not b's
+
+
+@pytest.mark.parametrize("wrap", ["session", "shared"])
+def test_shared_backend_lets_its_backend_be_freed(tiny_checkpoint, photo, wrap) -> None:
+    """The registry of wrappers must not keep a backend alive: the trainer opens one per
+    validation, and each one kept would be a model copy leaked."""
+    import gc
+    import weakref
+
+    from ihp_rt.backends import open_backend
+    from ihp_rt.session import SharedBackend
+
+    backend = open_backend(tiny_checkpoint, "torch")
+    session = Session(backend if wrap == "session" else SharedBackend(backend))
+    session.set_image(photo)
+    session.predict()
+    freed = weakref.ref(backend)
+    del backend, session
+    gc.collect()
+    assert freed() is None
