@@ -272,3 +272,47 @@ def test_serve_refuses_bad_limits_in_one_line(capsys) -> None:
 
     assert main(["serve", "--max-sessions", "0"]) == 2
     assert "ihp-rt: error: max_sessions must be positive, got 0" in capsys.readouterr().err
+
+
+class FlakyBackend:
+    """The torch backend, with ``predict`` made to raise ``failure`` while it is set: a backend
+    fault at a chosen moment."""
+
+    def __init__(self, backend) -> None:
+        self.inner, self.failure = backend, None
+        self.name, self.spec, self.choice, self.timings = backend.name, backend.spec, backend.choice, {}
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.inner.set_image(image)
+
+    def predict(self, clicks: np.ndarray) -> np.ndarray:
+        if self.failure is not None:
+            raise self.failure
+        return self.inner.predict(clicks)
+
+
+@pytest.fixture
+def flaky(tiny_checkpoint, clock) -> tuple[TestClient, FlakyBackend]:
+    backend = FlakyBackend(open_backend(tiny_checkpoint, "torch"))
+    config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_clicks=4)
+    return TestClient(create_app(SharedBackend(backend), config, clock=clock), raise_server_exceptions=False), backend
+
+
+def test_server_faults_are_5xx_and_logged(flaky, photo, caplog) -> None:
+    """A backend failure is the server's fault, not the client's: 503 (retrying may help),
+    any other unmapped error 500, each logged with its traceback."""
+    from ihp_rt.errors import BackendError, ModelError
+
+    client, backend = flaky
+    sid = open_session(client, photo)
+    with caplog.at_level(logging.INFO, logger="ihp_rt.serve"):
+        backend.failure = BackendError("device lost")
+        unavailable = client.post(f"/sessions/{sid}/clicks", json={"x": 1, "y": 1, "label": 2})
+        backend.failure = ModelError("weights unreadable")
+        broken = client.post(f"/sessions/{sid}/undo")
+    assert unavailable.status_code == 503 and "device lost" in unavailable.json()["detail"]
+    assert "retry-after" in unavailable.headers
+    assert broken.status_code == 500 and "weights unreadable" in broken.json()["detail"]
+    faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(faults) == 2 and all(r.exc_info for r in faults)
+

@@ -41,7 +41,7 @@ from ihp_rt.clicks import clicks_to_json
 from ihp_rt.errors import IhpError, InputError
 from ihp_rt.images import decode_image
 from ihp_rt.serving.config import ServeConfig
-from ihp_rt.serving.errors import ERRORS, ClickLimit, ErrorOut, status_of
+from ihp_rt.serving.errors import ERRORS, RETRY_AFTER_S, ClickLimit, ErrorOut, is_server_fault, status_of
 from ihp_rt.serving.label_studio import LabelStudioHost
 from ihp_rt.serving.label_studio import router as label_studio_router
 from ihp_rt.serving.masks import encode_label_rle, label_png_bytes
@@ -169,9 +169,16 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
         return response
 
     @app.exception_handler(IhpError)
-    async def ihp_error(_: Request, error: IhpError) -> JSONResponse:
-        headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, StoreFull) else None
-        return JSONResponse({"detail": str(error)}, status_code=status_of(error), headers=headers)
+    async def ihp_error(request: Request, error: IhpError) -> JSONResponse:
+        status = status_of(error)
+        headers = None
+        if isinstance(error, StoreFull):
+            headers = {"Retry-After": str(error.retry_after_s)}
+        elif status == 503:
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+        if is_server_fault(status):
+            log_fault(error, request.url.path)
+        return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
     def apply(entry: Entry, op: Operation) -> MaskOut:
         """One click / undo / reset and the mask it gives, under the session's lock."""
@@ -282,7 +289,12 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
             return error_reply(422, "; ".join(f"{'.'.join(map(str, d['loc'])) or 'message'}: {d['msg']}"
                                               for d in e.errors()))
         except IhpError as e:
+            if is_server_fault(status_of(e)):
+                log_fault(e, f"/sessions/{session_id}/ws")
             return error_reply(status_of(e), str(e))
+        except Exception as e:  # a bug: answered like HTTP's 500, and the socket stays usable
+            log_fault(e, f"/sessions/{session_id}/ws")
+            return error_reply(500, "internal server error")
 
     app.include_router(label_studio_router(engine, config, label_studio or LabelStudioHost.from_environment()))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -297,6 +309,12 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
 
 def error_reply(status: int, detail: str) -> tuple[dict, int]:
     return {"error": {"status": status, "detail": detail}}, status
+
+
+def log_fault(error: BaseException, path: str) -> None:
+    """A server fault, with its traceback: the one place an operator learns why a 5xx happened."""
+    log.error(json.dumps({"event": "fault", "path": path, "error": f"{type(error).__name__}: {error}"}),
+              exc_info=error)
 
 
 def warm_up(engine: SharedBackend) -> None:
