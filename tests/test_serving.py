@@ -316,3 +316,36 @@ def test_server_faults_are_5xx_and_logged(flaky, photo, caplog) -> None:
     faults = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(faults) == 2 and all(r.exc_info for r in faults)
 
+
+def test_a_failed_predict_stores_no_click(flaky, photo) -> None:
+    """The click is kept only once its mask exists: a retry after a fault adds it once."""
+    from ihp_rt.errors import BackendError
+
+    client, backend = flaky
+    sid = open_session(client, photo)
+    backend.failure = BackendError("device lost")
+    assert client.post(f"/sessions/{sid}/clicks", json={"x": 1, "y": 1, "label": 2}).status_code != 200
+    assert client.get(f"/sessions/{sid}/clicks").json() == {"clicks": []}
+    backend.failure = None
+    retried = client.post(f"/sessions/{sid}/clicks", json={"x": 1, "y": 1, "label": 2})
+    assert retried.status_code == 200 and retried.json()["clicks"] == [{"x": 1, "y": 1, "label": "hair"}]
+
+
+def test_a_crash_is_access_logged(flaky, photo, caplog) -> None:
+    client, backend = flaky
+    sid = open_session(client, photo)
+    backend.failure = RuntimeError("a bug")
+    with caplog.at_level(logging.INFO, logger="ihp_rt.serve"):
+        assert client.post(f"/sessions/{sid}/clicks", json={"x": 1, "y": 1, "label": 2}).status_code == 500
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ihp_rt.serve"]
+    records = [r for r in records if r["event"] == "request"]
+    assert [(r["path"], r["status"]) for r in records] == [(f"/sessions/{sid}/clicks", 500)]
+
+
+def test_websocket_limit_counts_bytes_not_characters(client, photo) -> None:
+    sid = open_session(client, photo)
+    message = json.dumps({"op": "click", "x": 1, "y": 1, "label": "é" * 3000}, ensure_ascii=False)
+    assert len(message) < 4096 < len(message.encode())
+    with client.websocket_connect(f"/sessions/{sid}/ws") as ws:
+        ws.send_text(message)
+        assert ws.receive_json()["error"]["status"] == 413

@@ -163,10 +163,14 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
     @app.middleware("http")
     async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
-        response = await call_next(request)
-        log.info(json.dumps({"event": "request", "method": request.method, "path": request.url.path,
-                             "status": response.status_code, "ms": round((time.perf_counter() - start) * 1e3, 2)}))
-        return response
+        status = 500  # what the client gets when the route raises past every handler
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            log.info(json.dumps({"event": "request", "method": request.method, "path": request.url.path,
+                                 "status": status, "ms": round((time.perf_counter() - start) * 1e3, 2)}))
 
     @app.exception_handler(IhpError)
     async def ihp_error(request: Request, error: IhpError) -> JSONResponse:
@@ -190,12 +194,20 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
                 if len(session.clicks) >= config.max_clicks:
                     raise ClickLimit(f"this session already has the maximum of {config.max_clicks} clicks; "
                                      "undo or reset first")
+            before = session.clicks
+            if op.op == "click":
                 session.add_click(op.x, op.y, op.label)
             elif op.op == "undo":
                 session.undo()
             else:
                 session.reset()
-            entry.prediction = prediction = session.predict()
+            try:
+                entry.prediction = prediction = session.predict()
+            except BaseException:  # no mask, no change: a retry must not find the click already there
+                session.reset()
+                for click in before:
+                    session.add_click(click.x, click.y, click.label)
+                raise
         names = spec.labels.names
         return MaskOut(session_id=entry.id, latency_ms=round(prediction.latency_ms, 3),
                        clicks=[ClickOut(x=c.x, y=c.y, label=names[c.label]) for c in prediction.clicks],
@@ -282,7 +294,7 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
         try:
             if text is None:
                 raise InputError("send operations as JSON text messages, not binary")
-            if len(text) > config.max_ws_message_bytes:
+            if len(text.encode()) > config.max_ws_message_bytes:  # the limit is in bytes, text is characters
                 return error_reply(413, f"message is larger than {config.max_ws_message_bytes} bytes")
             return apply(store.get(session_id), Operation.model_validate_json(text)).model_dump(), 200
         except ValidationError as e:
