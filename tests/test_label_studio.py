@@ -9,6 +9,7 @@ import io
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pytest
@@ -120,6 +121,12 @@ def fake_label_studio(photo_png):
         def do_GET(self) -> None:
             if self.headers.get("Authorization") != "Token secret":
                 self.send_error(401)
+                return
+            if self.path.startswith("/moved?to="):  # Label Studio sends some files on with a redirect
+                self.send_response(302)
+                self.send_header("Location", unquote(self.path.split("=", 1)[1]))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             if self.path != "/data/upload/1/photo.png":
                 self.send_error(404)
@@ -271,3 +278,81 @@ def test_non_finite_coordinates_are_refused(backend) -> None:
     assert "1e309" in body  # JSON's own spelling of an overflowing number: Python reads it as inf
     response = client.post("/label-studio/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400 and "context result #0" in response.json()["detail"]
+
+
+@pytest.fixture
+def other_host(photo_png):
+    """A second loopback server, not the Label Studio host: it records who asked and with
+    which Authorization header, and would serve the photo to anyone."""
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(photo_png)))
+            self.end_headers()
+            self.wfile.write(photo_png)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_redirects_never_leave_the_label_studio_host(backend, fake_label_studio, other_host) -> None:
+    """The API token must not follow a redirect to another host, and the host allow-list must
+    hold for redirect targets too; a redirect within the host is followed, token and all."""
+    url, _ = fake_label_studio
+    elsewhere, seen = other_host
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    away = client.post("/label-studio/predict", json=predict_body(
+        "/moved?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], task_id=21))
+    assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
+    assert seen == []  # not asked at all, so certainly not given the token
+    within = client.post("/label-studio/predict", json=predict_body(
+        "/moved?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], task_id=22))
+    assert within.status_code == 200, within.text
+
+
+@pytest.mark.parametrize("image_url", ["http://[bad", "http://[::1", "https://[x]:99999/a.png"])
+def test_malformed_task_urls_are_a_400(backend, fake_label_studio, image_url) -> None:
+    url, _ = fake_label_studio
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    response = client.post("/label-studio/predict", json=predict_body(image_url, [keypoint(5, 5, "hair")]))
+    assert response.status_code == 400 and image_url in response.json()["detail"], response.text
+
+
+def test_tasks_without_an_id_do_not_share_a_session(backend, tiny_checkpoint) -> None:
+    """Two tasks without an id, two different photos of one size: each mask is its own photo's."""
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost()))
+    rng = np.random.default_rng(11)
+    photos = [rng.integers(0, 256, (80, 100, 3), dtype=np.uint8) for _ in range(2)]
+    points = [keypoint(20, 20, "hair"), keypoint(60, 70, "face")]
+    names = tiny_checkpoint.spec.labels.names
+    masks: list[np.ndarray] = []
+    for photo in photos:
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, format="PNG")
+        body = predict_body("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), points)
+        del body["tasks"][0]["id"]
+        body["label_config"] = label_config(names)  # every class: the regions rebuild the whole map
+        reply = client.post("/label-studio/predict", json=body)
+        assert reply.status_code == 200, reply.text
+        got = np.zeros((80, 100), dtype=np.uint8)
+        for r in reply.json()["results"][0]["result"]:
+            got[decode_brush_rle(r["value"]["rle"], 80, 100) == 255] = names.index(r["value"]["brushlabels"][0])
+        alone = Session(backend)
+        alone.set_image(photo)
+        alone.add_click(20, 16, "hair")
+        alone.add_click(60, 56, "face")
+        masks.append(alone.predict().labels)
+        assert np.array_equal(got, masks[-1])
+    assert not np.array_equal(*masks)  # the photos do tell apart

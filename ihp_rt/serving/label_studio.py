@@ -20,13 +20,15 @@ is one BrushLabels region per part present in the mask, as brush RLE. Each task'
 fetched, decoded and pre-processed once and kept (for the ``max_sessions`` most recently
 clicked tasks), so a click costs only the per-click step. Images are fetched only from data:
 URIs and from the Label Studio host named by ``LABEL_STUDIO_URL`` (with
-``LABEL_STUDIO_API_KEY`` as its token), never from any other host a task might name.
+``LABEL_STUDIO_API_KEY`` as its token), never from any other host a task might name, nor
+from one a redirect points at: the token would go with it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import math
 import os
 import threading
@@ -36,7 +38,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from email.message import Message
+from typing import IO, Annotated
 from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
@@ -44,7 +47,7 @@ import numpy as np
 from fastapi import APIRouter, Body
 
 from ihp_rt import __version__
-from ihp_rt.errors import InputError
+from ihp_rt.errors import IhpError, InputError
 from ihp_rt.images import decode_image
 from ihp_rt.labels import LabelSet
 from ihp_rt.serving.brush_rle import encode_brush_rle
@@ -92,6 +95,32 @@ def parse_config(xml: str) -> Tags:
     return Tags(brush.get("name"), image.get("name"), image.get("value")[1:], labels)
 
 
+def _origin(url: str) -> tuple[str, str]:
+    """(scheme, host:port) of a URL; a malformed one (``http://[bad``) is the task's fault."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise InputError(f"task image URL {url!r} is not a valid URL: {e}") from None
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class _StayOnHost(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only within the Label Studio host. urllib's own handler follows them
+    anywhere with every header, the API token included, which would both leak the token and
+    bypass the host allow-list."""
+
+    def __init__(self, host_url: str) -> None:
+        self.origin = _origin(host_url)
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str, headers: Message,
+                         newurl: str) -> urllib.request.Request | None:
+        if _origin(newurl) != self.origin:
+            fp.close()
+            raise InputError(f"Label Studio answered the task image {req.full_url} with a redirect to {newurl}; "
+                             f"only images on the Label Studio host are fetched, and its token goes nowhere else")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     """The encoded image a task points at: a data: URI, or a file on the Label Studio host."""
     if url.startswith("data:"):
@@ -101,18 +130,24 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
             raise InputError("task image is a data: URI without valid base64 content") from None
     if host.url is None:
         raise InputError(f"cannot fetch task image {url!r}: set LABEL_STUDIO_URL to the Label Studio address")
+    _origin(url)  # urljoin raises a bare ValueError on a malformed URL
     absolute = urljoin(host.url.rstrip("/") + "/", url)
-    if urlsplit(absolute).netloc != urlsplit(host.url).netloc or urlsplit(absolute).scheme not in ("http", "https"):
+    scheme, netloc = _origin(absolute)
+    if netloc != _origin(host.url)[1] or scheme not in ("http", "https"):
         raise InputError(f"refusing to fetch {url!r}: only images on the Label Studio host {host.url} are fetched")
     request = urllib.request.Request(absolute, headers={"Authorization": f"Token {host.api_key}"} if host.api_key
                                      else {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.build_opener(_StayOnHost(host.url)).open(request, timeout=30) as response:
             data = response.read(limit + 1)
+    except IhpError:
+        raise
     except urllib.error.HTTPError as e:
         raise InputError(f"Label Studio answered {e.code} for the task image {absolute}") from None
     except (urllib.error.URLError, TimeoutError) as e:
         raise InputError(f"cannot fetch the task image {absolute}: {e}") from None
+    except ValueError as e:  # http.client.InvalidURL and kin: a URL urlsplit let through
+        raise InputError(f"task image URL {url!r} is not a valid URL: {e}") from None
     if len(data) > limit:
         raise InputError(f"task image {absolute} is larger than the server's limit of {limit:,} bytes")
     return data
@@ -224,7 +259,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
                                            f"task {task.get('id')} image"))
             return session
 
-        with tasks_held.hold(f"{body.get('project', '')}/{task.get('id')}", create) as session:
+        with tasks_held.hold(task_key(body.get("project"), task, tags), create) as session:
             if session.image_size != (height, width):
                 raise InputError(f"keypoints are for a {width}x{height} image, the task image is "
                                  f"{session.image_size[1]}x{session.image_size[0]}")
@@ -241,6 +276,15 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
         return {"results": [{"result": regions, "model_version": model_version}]}
 
     return api
+
+
+def task_key(project: object, task: dict, tags: Tags) -> str:
+    """Which cached session a task's clicks go to: its project, id *and* image URL. A task
+    without an id (or whose image was replaced) must not get another image's session, and
+    with it that image's masks."""
+    data = task.get("data")
+    url = data.get(tags.data_key) if isinstance(data, dict) else None
+    return f"{project}/{task.get('id')}/{hashlib.sha256(str(url).encode()).hexdigest()}"
 
 
 def region(mask: np.ndarray, name: str, tags: Tags, width: int, height: int) -> dict:
