@@ -349,3 +349,47 @@ def test_websocket_limit_counts_bytes_not_characters(client, photo) -> None:
     with client.websocket_connect(f"/sessions/{sid}/ws") as ws:
         ws.send_text(message)
         assert ws.receive_json()["error"]["status"] == 413
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory):
+    from ihp_rt.export.to_onnx import export_onnx
+
+    return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def test_concurrent_sessions_on_the_default_path_onnx_runtime_with_cached_first_layer(tiny_onnx, monkeypatch) -> None:
+    """What users run: ONNX Runtime on the CPU with each image's first-layer output cached.
+    More sessions than that cache holds click at once, so turns evict each other's entries;
+    every reply must be the mask its session gets alone."""
+    from ihp_rt.backends import ort_backend
+
+    monkeypatch.setattr(ort_backend, "STEM_CACHE", 2)
+    backend = open_backend(str(tiny_onnx), "onnxruntime", threads=1)
+    assert backend._stem_conv is not None  # the graph was cut: the cached-stem path is the one under test
+    client = TestClient(create_app(SharedBackend(backend), ServeConfig(max_sessions=8)))
+    rng = np.random.default_rng(5)
+    photos = [rng.integers(0, 256, (60 + 10 * i, 80, 3), dtype=np.uint8) for i in range(5)]
+    sids = [open_session(client, p) for p in photos]
+    clicks = [[(int(rng.integers(80)), int(rng.integers(60)), int(rng.integers(20))) for _ in range(5)] for _ in sids]
+    replies: dict[int, list[np.ndarray]] = {i: [] for i in range(len(sids))}
+    start = threading.Barrier(len(sids))
+
+    def annotate(i: int) -> None:
+        start.wait(timeout=60)
+        for x, y, label in clicks[i]:
+            reply = client.post(f"/sessions/{sids[i]}/clicks", json={"x": x, "y": y, "label": label})
+            replies[i].append(decode_label_rle(reply.json()["mask"]))
+
+    threads = [threading.Thread(target=annotate, args=(i,)) for i in range(len(sids))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    alone = Session(open_backend(str(tiny_onnx), "onnxruntime", threads=1))
+    for i, photo in enumerate(photos):
+        assert len(replies[i]) == len(clicks[i])
+        alone.set_image(photo)
+        for k, (x, y, label) in enumerate(clicks[i]):
+            alone.add_click(x, y, label)
+            assert np.array_equal(replies[i][k], alone.predict().labels), (i, k)
