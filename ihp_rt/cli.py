@@ -216,7 +216,8 @@ def _serve_config(args: argparse.Namespace):
 
     try:
         return ServeConfig(max_sessions=args.max_sessions, session_ttl_s=args.session_ttl,
-                           max_upload_bytes=round(args.max_upload_mb * 2**20), max_clicks=args.max_clicks)
+                           max_upload_bytes=round(args.max_upload_mb * 2**20),
+                           max_session_clicks=args.max_session_clicks)
     except ValueError as e:
         raise IhpError(str(e)) from None
 
@@ -451,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-sessions", type=int, default=16, help="sessions held at once (each ~3 MB)")
     p.add_argument("--session-ttl", type=float, default=900.0, help="seconds before an idle session expires")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
-    p.add_argument("--max-clicks", type=int, default=500, help="clicks per session")
+    p.add_argument("--max-session-clicks", type=int, default=500,
+                   help="clicks a session may hold (and keypoints per Label Studio request; default 500)")
     _stand_in_options(p)
     p.set_defaults(func=cmd_serve)
 

@@ -35,7 +35,7 @@ def _app():
 
     spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=64)
     engine = SharedBackend(open_backend(Checkpoint(build_model(spec, seed=0).eval(), spec, {}), "torch"))
-    return create_app(engine, ServeConfig(max_sessions=8, max_clicks=20, max_upload_bytes=100_000))
+    return create_app(engine, ServeConfig(max_sessions=8, max_session_clicks=20, max_upload_bytes=100_000))
 
 
 SIDE = 64  # the live session's image is SIDE x SIDE

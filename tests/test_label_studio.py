@@ -254,7 +254,7 @@ def test_tasks_are_a_bounded_cache_that_never_blocks_web_sessions(backend, fake_
 
     url, fetches = fake_label_studio
     fetches.clear()
-    client = TestClient(create_app(backend, ServeConfig(max_sessions=2, max_clicks=3),
+    client = TestClient(create_app(backend, ServeConfig(max_sessions=2, max_session_clicks=3),
                                    label_studio=LabelStudioHost(url, "secret")))
     for task in (1, 2, 3, 1):
         body = predict_body("/data/upload/1/photo.png", [keypoint(20, 20, "hair")], task_id=task)

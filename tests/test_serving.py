@@ -51,7 +51,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def client(engine, clock) -> TestClient:
-    config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_clicks=4)
+    config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_session_clicks=4)
     return TestClient(create_app(engine, config, clock=clock))
 
 
@@ -105,7 +105,7 @@ def test_health_ready_info_and_openapi(client) -> None:
     ready = client.get("/ready").json()
     assert ready["ready"] and ready["sessions"] == 0 and ready["backend"] == "torch-cpu"
     info = client.get("/info").json()
-    assert info["label_set"] == "lip" and info["limits"]["max_clicks"] == 4
+    assert info["label_set"] == "lip" and info["limits"]["max_session_clicks"] == 4
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/health", "/ready", "/sessions", "/sessions/{session_id}/clicks", "/sessions/{session_id}/undo",
                  "/sessions/{session_id}/reset", "/sessions/{session_id}/mask.png", "/sessions/{session_id}"):
@@ -294,7 +294,7 @@ class FlakyBackend:
 @pytest.fixture
 def flaky(tiny_checkpoint, clock) -> tuple[TestClient, FlakyBackend]:
     backend = FlakyBackend(open_backend(tiny_checkpoint, "torch"))
-    config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_clicks=4)
+    config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_session_clicks=4)
     return TestClient(create_app(SharedBackend(backend), config, clock=clock), raise_server_exceptions=False), backend
 
 
@@ -393,3 +393,16 @@ def test_concurrent_sessions_on_the_default_path_onnx_runtime_with_cached_first_
         for k, (x, y, label) in enumerate(clicks[i]):
             alone.add_click(x, y, label)
             assert np.array_equal(replies[i][k], alone.predict().labels), (i, k)
+
+
+def test_serve_and_eval_name_their_click_limits_apart() -> None:
+    """`eval --max-clicks` counts correction clicks per image; the server's limit is another
+    thing (clicks a session may hold) and has its own name."""
+    from ihp_rt.cli import _serve_config, build_parser
+
+    parser = build_parser()
+    serve = parser.parse_args(["serve", "--max-session-clicks", "7"])
+    assert _serve_config(serve).max_session_clicks == 7
+    assert parser.parse_args(["eval", "--data", "d", "--out", "o", "--max-clicks", "3"]).max_clicks == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--max-clicks", "7"])

@@ -191,9 +191,9 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
             if op.op == "click":
                 if op.x is None or op.y is None or op.label is None:
                     raise InputError('a click needs "x", "y" and "label"')
-                if len(session.clicks) >= config.max_clicks:
-                    raise ClickLimit(f"this session already has the maximum of {config.max_clicks} clicks; "
-                                     "undo or reset first")
+                if len(session.clicks) >= config.max_session_clicks:
+                    raise ClickLimit(f"this session already has the maximum of {config.max_session_clicks} "
+                                     "clicks; undo or reset first")
             before = session.clicks
             if op.op == "click":
                 session.add_click(op.x, op.y, op.label)
@@ -231,7 +231,8 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
         return InfoOut(version=__version__, backend=engine.backend.name, label_set=spec.labels.name, labels=labels,
                        input_size=spec.input_size,
                        limits={"max_sessions": config.max_sessions, "session_ttl_s": config.session_ttl_s,
-                               "max_upload_bytes": config.max_upload_bytes, "max_clicks": config.max_clicks})
+                               "max_upload_bytes": config.max_upload_bytes,
+                               "max_session_clicks": config.max_session_clicks})
 
     @app.post("/sessions", status_code=201, responses=ERRORS)
     def create_session(image: Annotated[UploadFile, File(description="the photo: PNG, JPEG, ...")]) -> SessionOut:

@@ -247,7 +247,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
             return {"results": [{"result": [], "model_version": model_version}]}  # batch pre-labelling: nothing to do
         tags = parse_config(str(body.get("label_config", "")))
         task = tasks[0]
-        clicks, (width, height) = clicks_from_context(context, labels, config.max_clicks)
+        clicks, (width, height) = clicks_from_context(context, labels, config.max_session_clicks)
 
         def create() -> Session:
             data = task.get("data")
