@@ -46,7 +46,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 def live_session() -> str:
     """A session with an image, re-created whenever the fuzzer has deleted it or filled it up."""
-    store = APP.state.store
+    store = APP.state.store  # the in-process MemoryStore
     if getattr(live_session, "id", None) in store._entries and len(store) < store.capacity:
         return live_session.id
     for sid in list(store._entries):  # free the slots the fuzzer's own uploads took

@@ -2,8 +2,9 @@
 
 Routes (the stable contract; README "Serving" documents them with examples):
 
-- ``GET /health`` liveness, ``GET /ready`` readiness (503 when every session slot is taken),
-  ``GET /info`` the model and its label set (id, name, colour), ``GET /`` the annotation page.
+- ``GET /health`` liveness, ``GET /ready`` readiness (503 when every session slot is taken or
+  the session store cannot be reached), ``GET /info`` the model and its label set (id, name,
+  colour), ``GET /`` the annotation page.
 - ``POST /sessions`` (multipart field ``image``) -> id and size; the image is decoded and
   pre-processed once here, so every later click pays only the per-click step.
 - ``POST /sessions/{id}/clicks`` ``{"x", "y", "label"}``, ``POST .../undo``, ``POST .../reset``
@@ -14,8 +15,9 @@ Routes (the stable contract; README "Serving" documents them with examples):
   "reset", ...}``, one reply per message, errors as ``{"error": {"status", "detail"}}``
   without closing the socket.
 
-Every error a client can cause is a 4xx with a one-line ``detail``; requests for one session
-are serialised by its lock, and the network itself by the shared backend's lock.
+Sessions live in a store (in this process, or in Redis shared by many workers: see
+:mod:`.store`); this process keeps only caches it can rebuild from the store. Every error a
+client can cause is a 4xx with a one-line ``detail``; server faults are 5xx and logged.
 """
 
 from __future__ import annotations
@@ -25,139 +27,53 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, Request, Response, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ihp_rt import __version__
 from ihp_rt.clicks import clicks_to_json
 from ihp_rt.errors import IhpError, InputError
-from ihp_rt.images import decode_image
+from ihp_rt.serving.body_limit import BodyLimit
 from ihp_rt.serving.config import ServeConfig
-from ihp_rt.serving.errors import ERRORS, RETRY_AFTER_S, ClickLimit, ErrorOut, is_server_fault, status_of
+from ihp_rt.serving.errors import ERRORS, RETRY_AFTER_S, ErrorOut, is_server_fault, status_of
 from ihp_rt.serving.label_studio import LabelStudioHost
 from ihp_rt.serving.label_studio import router as label_studio_router
 from ihp_rt.serving.masks import encode_label_rle, label_png_bytes
-from ihp_rt.serving.store import Entry, SessionStore, StoreFull
-from ihp_rt.session import Session, SharedBackend
+from ihp_rt.serving.schemas import ClickIn, ClickOut, InfoOut, LabelOut, MaskOut, MaskRle, Operation, SessionOut
+from ihp_rt.serving.service import Sessions
+from ihp_rt.serving.store import MemoryStore, SessionStore, StoreFull
+from ihp_rt.session import Prediction, Session, SharedBackend
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("ihp_rt.serve")
 
 
-class ClickIn(BaseModel):
-    """One labelled click in pixels of the uploaded image; ``label`` is a class id or name."""
-
-    model_config = ConfigDict(extra="forbid")
-    x: int = Field(ge=0, description="column, 0 .. width - 1")
-    y: int = Field(ge=0, description="row, 0 .. height - 1")
-    label: int | str = Field(description="class id or class name (case-insensitive)")
-
-
-class Operation(BaseModel):
-    """A WebSocket message: ``click`` needs x, y and label; ``undo`` and ``reset`` nothing."""
-
-    model_config = ConfigDict(extra="forbid")
-    op: Literal["click", "undo", "reset"]
-    x: int | None = None
-    y: int | None = None
-    label: int | str | None = None
-
-
-class LabelOut(BaseModel):
-    id: int
-    name: str
-    color: tuple[int, int, int]
-
-
-class InfoOut(BaseModel):
-    version: str
-    backend: str
-    label_set: str
-    labels: list[LabelOut]
-    input_size: int
-    limits: dict[str, float]
-
-
-class SessionOut(BaseModel):
-    session_id: str
-    width: int
-    height: int
-    label_set: str
-    labels: list[LabelOut]
-
-
-class ClickOut(BaseModel):
-    x: int
-    y: int
-    label: str
-
-
-class MaskRle(BaseModel):
-    encoding: Literal["rle"]
-    width: int
-    height: int
-    values: list[int] = Field(description="class id of each run, row-major")
-    counts: list[int] = Field(description="length of each run; sums to width * height")
-
-
-class MaskOut(BaseModel):
-    session_id: str
-    clicks: list[ClickOut]
-    latency_ms: float = Field(description="network + mapping back to image pixels, server side")
-    mask: MaskRle
-
-
-class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, announced or streamed, before parsing."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        too_large = f"request body is larger than the server's limit of {self.limit:,} bytes"
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            response = JSONResponse({"detail": too_large}, status_code=413)
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, too_large)
-            return message
-
-        return await self.app(scope, limited, send)
-
-
 def create_app(engine: SharedBackend, config: ServeConfig | None = None,
-               clock: Callable[[], float] = time.monotonic, label_studio: LabelStudioHost | None = None) -> FastAPI:
+               clock: Callable[[], float] = time.monotonic, label_studio: LabelStudioHost | None = None,
+               store: SessionStore | None = None) -> FastAPI:
     """The application; ``clock`` is injectable so tests can expire sessions without waiting.
 
+    ``store`` holds the sessions: by default this process's own (:class:`MemoryStore`), or a
+    :class:`~ihp_rt.serving.redis_store.RedisStore` shared by any number of workers.
     ``label_studio`` says where the Label Studio ML backend (``/label-studio``) fetches task
     images from; by default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY.
     """
     config = config or ServeConfig()
     spec = engine.backend.spec
-    store = SessionStore(config.max_sessions, config.session_ttl_s, clock)
+    store = store or MemoryStore(config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock)
+    sessions = Sessions(engine, store, config.max_session_clicks, config.cached_images)
     labels = [LabelOut(id=i, name=n, color=c) for i, (n, c) in enumerate(zip(spec.labels.names, spec.labels.palette,
                                                                              strict=True))]
     app = FastAPI(title="ihp-rt", version=__version__, docs_url=None, redoc_url=None,
                   description="Interactive human parsing: upload an image once, send labelled clicks, "
                               "get the parsing mask back.")
-    app.state.store, app.state.config = store, config
+    app.state.store, app.state.config, app.state.sessions = store, config, sessions
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
 
     @app.middleware("http")
@@ -184,34 +100,14 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
             log_fault(error, request.url.path)
         return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
-    def apply(entry: Entry, op: Operation) -> MaskOut:
-        """One click / undo / reset and the mask it gives, under the session's lock."""
-        with entry.lock:
-            session = entry.session
-            if op.op == "click":
-                if op.x is None or op.y is None or op.label is None:
-                    raise InputError('a click needs "x", "y" and "label"')
-                if len(session.clicks) >= config.max_session_clicks:
-                    raise ClickLimit(f"this session already has the maximum of {config.max_session_clicks} "
-                                     "clicks; undo or reset first")
-            before = session.clicks
-            if op.op == "click":
-                session.add_click(op.x, op.y, op.label)
-            elif op.op == "undo":
-                session.undo()
-            else:
-                session.reset()
-            try:
-                entry.prediction = prediction = session.predict()
-            except BaseException:  # no mask, no change: a retry must not find the click already there
-                session.reset()
-                for click in before:
-                    session.add_click(click.x, click.y, click.label)
-                raise
+    def mask_out(session_id: str, prediction: Prediction) -> MaskOut:
         names = spec.labels.names
-        return MaskOut(session_id=entry.id, latency_ms=round(prediction.latency_ms, 3),
+        return MaskOut(session_id=session_id, latency_ms=round(prediction.latency_ms, 3),
                        clicks=[ClickOut(x=c.x, y=c.y, label=names[c.label]) for c in prediction.clicks],
                        mask=MaskRle(**encode_label_rle(prediction.labels)))
+
+    def apply(session_id: str, op: Operation) -> MaskOut:
+        return mask_out(session_id, sessions.apply(session_id, op.op, op.x, op.y, op.label))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -220,9 +116,9 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
 
     @app.get("/ready", responses={503: {"model": ErrorOut}})
     def ready() -> JSONResponse:
-        """Readiness: the model is loaded and a new session would be accepted."""
-        sessions = len(store)
-        body = {"ready": sessions < config.max_sessions, "sessions": sessions, "max_sessions": config.max_sessions,
+        """Readiness: the model is loaded, the store answers, and a new session would be accepted."""
+        count = len(store)
+        body = {"ready": count < config.max_sessions, "sessions": count, "max_sessions": config.max_sessions,
                 "backend": engine.backend.name}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
@@ -236,45 +132,35 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
 
     @app.post("/sessions", status_code=201, responses=ERRORS)
     def create_session(image: Annotated[UploadFile, File(description="the photo: PNG, JPEG, ...")]) -> SessionOut:
-        store.check_room()  # a full server refuses before decoding and pre-processing
-        rgb = decode_image(image.file.read(), f"upload {image.filename or 'image'!r}")
-        session = Session(engine)
-        session.set_image(rgb)
-        entry = store.add(session)
-        return SessionOut(session_id=entry.id, width=rgb.shape[1], height=rgb.shape[0], label_set=spec.labels.name,
+        state = sessions.create(image.file.read(), image.filename or "image")
+        return SessionOut(session_id=state.id, width=state.width, height=state.height, label_set=spec.labels.name,
                           labels=labels)
 
     @app.post("/sessions/{session_id}/clicks", responses=ERRORS)
     def add_click(session_id: str, click: ClickIn) -> MaskOut:
-        return apply(store.get(session_id), Operation(op="click", **click.model_dump()))
+        return apply(session_id, Operation(op="click", **click.model_dump()))
 
     @app.post("/sessions/{session_id}/undo", responses=ERRORS)
     def undo(session_id: str) -> MaskOut:
-        return apply(store.get(session_id), Operation(op="undo"))
+        return apply(session_id, Operation(op="undo"))
 
     @app.post("/sessions/{session_id}/reset", responses=ERRORS)
     def reset(session_id: str) -> MaskOut:
-        return apply(store.get(session_id), Operation(op="reset"))
+        return apply(session_id, Operation(op="reset"))
 
     @app.get("/sessions/{session_id}/mask.png", response_class=Response, responses={
-        200: {"content": {"image/png": {}}, "description": "8-bit label-id PNG"}, 404: {"model": ErrorOut}})
+        200: {"content": {"image/png": {}}, "description": "8-bit label-id PNG"}, 404: {"model": ErrorOut},
+        503: {"model": ErrorOut}})
     def mask_png(session_id: str) -> Response:
-        entry = store.get(session_id)
-        with entry.lock:
-            if entry.prediction is None:
-                entry.prediction = entry.session.predict()
-            labels = entry.prediction.labels
-        return Response(label_png_bytes(labels), media_type="image/png")
+        return Response(label_png_bytes(sessions.mask(session_id).labels), media_type="image/png")
 
     @app.get("/sessions/{session_id}/clicks", responses=ERRORS)
     def clicks(session_id: str) -> dict[str, list[ClickOut]]:
-        entry = store.get(session_id)
-        with entry.lock:
-            return clicks_to_json(entry.session.clicks, spec.labels)
+        return clicks_to_json(sessions.clicks(session_id), spec.labels)
 
     @app.delete("/sessions/{session_id}", status_code=204, responses=ERRORS)
     def delete(session_id: str) -> Response:
-        store.remove(session_id)
+        sessions.delete(session_id)
         return Response(status_code=204)
 
     @app.websocket("/sessions/{session_id}/ws")
@@ -297,7 +183,7 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
                 raise InputError("send operations as JSON text messages, not binary")
             if len(text.encode()) > config.max_ws_message_bytes:  # the limit is in bytes, text is characters
                 return error_reply(413, f"message is larger than {config.max_ws_message_bytes} bytes")
-            return apply(store.get(session_id), Operation.model_validate_json(text)).model_dump(), 200
+            return apply(session_id, Operation.model_validate_json(text)).model_dump(), 200
         except ValidationError as e:
             return error_reply(422, "; ".join(f"{'.'.join(map(str, d['loc'])) or 'message'}: {d['msg']}"
                                               for d in e.errors()))
@@ -335,4 +221,3 @@ def warm_up(engine: SharedBackend) -> None:
     session = Session(engine)
     session.set_image(np.full((64, 64, 3), 128, dtype=np.uint8))
     session.predict()
-

@@ -7,16 +7,28 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """What one ``ihp-rt serve`` process allows; the defaults suit one annotation team."""
+    """What one ``ihp-rt serve`` process allows; the defaults suit one annotation team.
 
-    max_sessions: int = 16  # each holds a pre-processed image (3 x 473 x 473 float32, 2.7 MB)
+    With a shared store (``--redis``) ``max_sessions`` and ``max_session_clicks`` hold across
+    every worker; give all workers the same values.
+    """
+
+    max_sessions: int = 16  # each holds its upload in the store and a pre-processed image (2.7 MB) per worker
     session_ttl_s: float = 900.0  # idle sessions expire after this long
     max_upload_bytes: int = 20 * 1024 * 1024
     max_session_clicks: int = 500  # per session; far beyond what an annotator places on one photo
     max_ws_message_bytes: int = 4096
+    cache_images: int | None = None  # pre-processed images this worker keeps; None: max_sessions
 
     def __post_init__(self) -> None:
         for name in ("max_sessions", "session_ttl_s", "max_upload_bytes", "max_session_clicks",
                      "max_ws_message_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cache_images is not None and self.cache_images < 0:
+            raise ValueError(f"cache_images must be 0 or more, got {self.cache_images}")
+
+    @property
+    def cached_images(self) -> int:
+        """How many pre-processed images a worker keeps: 0 rebuilds one on every click."""
+        return self.max_sessions if self.cache_images is None else self.cache_images

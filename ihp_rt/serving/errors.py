@@ -11,15 +11,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from ihp_rt.errors import BackendError, IhpError, InputError
-from ihp_rt.serving.store import SessionNotFound, StoreFull
+from ihp_rt.serving.store import ClickLimit, SessionConflict, SessionNotFound, StoreFull, StoreUnavailable
 
+__all__ = ["ERRORS", "RETRY_AFTER_S", "STATUS", "ClickLimit", "ErrorOut", "is_server_fault", "status_of"]
 
-class ClickLimit(IhpError):
-    """The session already holds the configured maximum number of clicks."""
-
-
-STATUS: dict[type[Exception], int] = {SessionNotFound: 404, ClickLimit: 409, StoreFull: 429, InputError: 400,
-                                      BackendError: 503}
+STATUS: dict[type[Exception], int] = {SessionNotFound: 404, ClickLimit: 409, SessionConflict: 409, StoreFull: 429,
+                                      InputError: 400, BackendError: 503, StoreUnavailable: 503}
 RETRY_AFTER_S = 1  # what a 503 tells the client to wait: faults worth retrying are short-lived
 
 

@@ -1,0 +1,131 @@
+"""The API's operations over a session store and this worker's caches; no HTTP here.
+
+Every click, undo and reset is: read the session from the store, compute the mask of the
+changed click list, then commit the change only if the session did not move on meanwhile
+(:meth:`SessionStore.commit`). A failed predict therefore stores nothing, and a retried
+request cannot add its click twice. Requests for one session on this worker are serialised
+by a lock, so they never conflict with each other; a conflict with another worker's request
+is resolved by reading again and recomputing, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import zlib
+from collections import OrderedDict
+from typing import Literal
+
+from ihp_rt.clicks import Click, make_click
+from ihp_rt.errors import InputError
+from ihp_rt.images import decode_image
+from ihp_rt.serving.prepared import Prepared, PreparedImages, image_hash, predict
+from ihp_rt.serving.store import (
+    Change,
+    ForeignSession,
+    SessionConflict,
+    SessionState,
+    SessionStore,
+    click_limit,
+)
+from ihp_rt.session import Prediction, SharedBackend
+
+ATTEMPTS = 4  # reads + recomputes before a request that keeps losing races is refused (409)
+LOCK_STRIPES = 64  # per-session locks, striped: bounded memory however many sessions come and go
+
+
+class Sessions:
+    """Create sessions and apply operations; safe to call from many threads."""
+
+    def __init__(self, engine: SharedBackend, store: SessionStore, max_clicks: int, cache_images: int) -> None:
+        self.engine, self.store, self.max_clicks = engine, store, max_clicks
+        self.labels = engine.backend.spec.labels
+        self.images = PreparedImages(engine.backend.spec, cache_images)
+        self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._masks: OrderedDict[str, Prediction] = OrderedDict()  # id -> its last mask, for mask.png
+        self._masks_lock = threading.Lock()
+
+    def create(self, data: bytes, name: str) -> SessionState:
+        """Decode and pre-process an upload (refused before it takes a slot), then store it."""
+        self.store.check_room()  # a full store refuses before decoding and pre-processing
+        rgb = decode_image(data, f"upload {name!r}")
+        key = image_hash(data)
+        self.images.put(key, rgb)
+        session_id = self.store.create(data, key, rgb.shape[0], rgb.shape[1], self.labels.name)
+        return SessionState(session_id, key, rgb.shape[0], rgb.shape[1], self.labels.name, (), 0)
+
+    def apply(self, session_id: str, op: Literal["click", "undo", "reset"], x: object = None, y: object = None,
+              label: int | str | None = None) -> Prediction:
+        """One click / undo / reset, committed only with the mask it gives."""
+        if op == "click" and (x is None or y is None or label is None):
+            raise InputError('a click needs "x", "y" and "label"')
+        op_id = secrets.token_urlsafe(12)
+        with self._lock(session_id):
+            for _ in range(ATTEMPTS):
+                state = self._state(session_id)
+                change = self._change(state, op, x, y, label)
+                prepared = self._prepared(state)
+                if change is None:  # undo or reset with no clicks: nothing to commit
+                    return self._mask(state, prepared)
+                clicks = change.apply(state.clicks)
+                prediction = predict(self.engine, prepared, clicks)
+                try:
+                    committed = self.store.commit(state, change, op_id)
+                except SessionConflict:
+                    continue  # another worker changed the session: read it again
+                if committed.clicks != clicks:  # this op was applied before (a retried commit), and others since
+                    prediction = predict(self.engine, prepared, committed.clicks)
+                self._remember(committed, prediction)
+                return prediction
+        raise SessionConflict(f"session {session_id!r} kept changing while this request was computed "
+                              f"({ATTEMPTS} tries); send one request at a time per session")
+
+    def mask(self, session_id: str) -> Prediction:
+        state = self._state(session_id)
+        return self._mask(state, self._prepared(state))
+
+    def clicks(self, session_id: str) -> tuple[Click, ...]:
+        return self._state(session_id).clicks
+
+    def delete(self, session_id: str) -> None:
+        self.store.remove(session_id)
+
+    def _lock(self, session_id: str) -> threading.Lock:
+        return self._locks[zlib.crc32(session_id.encode()) % LOCK_STRIPES]
+
+    def _state(self, session_id: str) -> SessionState:
+        state = self.store.get(session_id)
+        if state.label_set != self.labels.name:
+            raise ForeignSession(f"session {session_id!r} was made by a worker serving label set {state.label_set!r}; "
+                                 f"this one serves {self.labels.name!r}: every worker on one store must serve "
+                                 "the same model")
+        return state
+
+    def _prepared(self, state: SessionState) -> Prepared:
+        return self.images.get(state.image_hash, lambda: self.store.image(state.id))
+
+    def _change(self, state: SessionState, op: str, x: object, y: object, label: int | str | None) -> Change | None:
+        if op == "click":
+            click = make_click(x, y, label, self.labels, (state.height, state.width))
+            if len(state.clicks) >= self.max_clicks:  # checked again, atomically, by the commit
+                raise click_limit(self.max_clicks)
+            return Change("push", click)
+        if not state.clicks:
+            return None
+        return Change("pop" if op == "undo" else "clear")
+
+    def _mask(self, state: SessionState, prepared: Prepared) -> Prediction:
+        with self._masks_lock:
+            known = self._masks.get(state.id)
+        if known is not None and known.clicks == state.clicks:
+            return known
+        prediction = predict(self.engine, prepared, state.clicks)
+        self._remember(state, prediction)
+        return prediction
+
+    def _remember(self, state: SessionState, prediction: Prediction) -> None:
+        with self._masks_lock:
+            self._masks[state.id] = prediction
+            self._masks.move_to_end(state.id)
+            while len(self._masks) > self.images.capacity:
+                self._masks.popitem(last=False)
