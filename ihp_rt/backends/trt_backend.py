@@ -1,85 +1,273 @@
-"""Native TensorRT backend: the click -> mask loop stays on the GPU.
+"""TensorRT: build (or reuse) an engine for this GPU, then run the click -> mask loop on it.
 
-Device memory, the stream and the click-encoding kernel all belong to CuPy (one CUDA library,
-one context). Per image the normalised RGB is uploaded once into channels 0..2 of the engine's
-input buffer; per click the CuPy kernel writes the maps straight into channels 3.. of that same
-buffer, the engine runs with ``execute_async_v3`` on the stream (arg-max inside the graph), and
-only the uint8 mask is copied back, into pinned host memory.
+Building lives here, in the runtime, because opening an .onnx on TensorRT builds and caches the
+engine; ``ihp_rt.export.to_tensorrt`` (``ihp-rt build-engine``) re-exports the builder, and the
+runtime never imports ``ihp_rt.export``.
 
-Opened from an .onnx file it builds (or reuses) a cached engine keyed by ONNX hash, TensorRT
-version and GPU; opened from an .engine file it checks the sidecar and refuses a mismatch.
-This module could not be run where it was written (no TensorRT on the machines available);
-it is kept thin over parts tested elsewhere: the ONNX graph, engine_cache, the CUDA kernel.
+Precision. TensorRT 11 builds strongly typed networks only (BuilderFlag.FP16 is gone): the
+engine computes in the types of the ONNX graph. So an FP16 engine comes from an FP16 export
+(``ihp-rt export --precision fp16``); an FP32 graph builds an FP32 engine, and the backend says
+so in ``backend.choice`` instead of refusing to open. Asking explicitly for FP16 (``fp16=True``,
+``build-engine --fp16``) from an FP32 graph on TensorRT 11 is refused with that fix named. On
+TensorRT 10 the FP16 builder flag over a weakly typed network is still used for FP32 graphs.
+
+Running. Device memory, the stream and the click-encoding kernel all belong to CuPy (one CUDA
+library, one context). Per image the normalised RGB is uploaded once into channels 0..2 of the
+engine's input buffer; per click the CuPy kernel writes the maps straight into channels 3.. of
+that same buffer, the engine runs with ``execute_async_v3`` on our stream (arg-max inside the
+graph), and only the uint8 mask is copied back, into pinned host memory.
+
+No machine here has TensorRT: tests/test_tensorrt_contract.py checks this module's calls
+against a stand-in that follows the documented TensorRT Python API.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ihp_rt.backends.engine_cache import check_compatible, read_sidecar
+from ihp_rt.backends.engine_cache import (
+    EngineInfo,
+    atomic_write_bytes,
+    cache_dir,
+    check_compatible,
+    check_engine_bytes,
+    file_sha256,
+    read_sidecar,
+    reusable_engine,
+    timing_cache_path,
+    write_engine,
+)
 from ihp_rt.errors import BackendError, ModelError
-from ihp_rt.spec import ModelSpec
+from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ModelSpec
+
+log = logging.getLogger(__name__)
+
+INPUT, OUTPUT = "input", "labels"  # tensor names of every `ihp-rt export` graph with the labels head
 
 
-def _import_gpu_libraries():
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
+
+
+def import_tensorrt():
+    """The tensorrt module, or BackendError: a wheel whose libraries fail to load raises OSError
+    or RuntimeError rather than ImportError, and must be reported the same way."""
     try:
         import tensorrt as trt
     except ImportError as e:
         raise BackendError(f"backend 'tensorrt' needs the tensorrt package (pip install 'ihp-rt[gpu]'): {e}") from None
+    except Exception as e:
+        raise BackendError(f"TensorRT is installed but does not load: {_one_line(e)}") from None
+    return trt
+
+
+def import_cupy_with_gpu():
+    """CuPy with at least one CUDA device visible, or BackendError naming what is missing."""
     try:
         import cupy as cp
     except ImportError as e:
         raise BackendError(f"backend 'tensorrt' needs CuPy for its device buffers (pip install 'ihp-rt[gpu]'): {e}"
                            ) from None
     try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            raise BackendError("backend 'tensorrt' needs a CUDA GPU; none is visible")
-    except cp.cuda.runtime.CUDARuntimeError as e:
-        raise BackendError(f"backend 'tensorrt' needs a CUDA GPU: {e}") from None
-    return trt, cp
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError, or a CuPy built for another CUDA major version
+        raise BackendError(f"backend 'tensorrt' needs a CUDA GPU: {_one_line(e)}") from None
+    if count < 1:
+        raise BackendError("backend 'tensorrt' needs a CUDA GPU; none is visible")
+    return cp
+
+
+def onnx_precision(model) -> str:
+    """'fp16' when the graph's convolution weights are half precision, else 'fp32'."""
+    import onnx
+
+    types = {init.data_type for init in model.graph.initializer if len(init.dims) == 4}
+    return "fp16" if types == {onnx.TensorProto.FLOAT16} else "fp32"
+
+
+def read_onnx_spec(model, path: Path) -> tuple[ModelSpec, str]:
+    meta = {p.key: p.value for p in model.metadata_props}
+    if ONNX_SPEC_KEY not in meta:
+        raise ModelError(f"{path} has no ihp-rt metadata; export it with `ihp-rt export`")
+    return ModelSpec.from_dict(json.loads(meta[ONNX_SPEC_KEY])), meta.get(ONNX_OUTPUT_KEY, OUTPUT)
+
+
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability) of the current CUDA device, through CuPy."""
+    import cupy as cp
+
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return name, f"{props['major']}.{props['minor']}"
+
+
+def strongly_typed_only(trt) -> bool:
+    """TensorRT 11 dropped BuilderFlag.FP16: every network is strongly typed."""
+    return not hasattr(trt.BuilderFlag, "FP16")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How an engine is built, decided before building so the cache key knows the precision."""
+
+    precision: str  # of the engine: "fp16" or "fp32"
+    network_flags: int  # for Builder.create_network
+    fp16_flag: bool  # set BuilderFlag.FP16 (weakly typed network, TensorRT 10 only)
+    why: str
+
+
+def plan_build(trt, graph_precision: str, fp16: bool | None) -> BuildPlan:
+    """The build for a graph of ``graph_precision`` on this TensorRT.
+
+    ``fp16``: True = the engine must be FP16; False = no FP16 flag (the graph's own precision);
+    None (opening an .onnx) = FP16 where this TensorRT can make it, else the graph's precision.
+    """
+    if strongly_typed_only(trt):  # the STRONGLY_TYPED creation flag is deprecated there and ignored
+        if graph_precision == "fp32" and fp16:
+            raise BackendError(f"TensorRT {trt.__version__} builds strongly typed networks only, in the precision of "
+                               "the graph, and this graph is FP32: export an FP16 graph with `ihp-rt export "
+                               "--precision fp16` and build from that (or build without --fp16 for an FP32 engine)")
+        why = f"strongly typed (TensorRT {trt.__version__}): the engine keeps the graph's {graph_precision.upper()}"
+        return BuildPlan(graph_precision, 0, False, why)
+    strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    if graph_precision == "fp32" and fp16 is not False:
+        return BuildPlan("fp16", 0, True, f"weakly typed with BuilderFlag.FP16 (TensorRT {trt.__version__})")
+    return BuildPlan(graph_precision, strongly_typed, False,
+                     f"strongly typed (TensorRT {trt.__version__}): the engine keeps the graph's "
+                     f"{graph_precision.upper()}")
+
+
+def _attach_timing_cache(trt, config, cache_file: Path) -> None:
+    """Load ``cache_file`` into the builder config. set_timing_cache returns False for a cache
+    TensorRT will not use (another TensorRT build or device): the build then starts from an empty
+    cache, and the file is replaced after it, instead of the refusal passing unnoticed."""
+    blob = cache_file.read_bytes() if cache_file.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if blob:
+        log.warning("TensorRT refused the timing cache %s (another TensorRT build or GPU); starting a new one",
+                    cache_file)
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+    raise BackendError(f"TensorRT {trt.__version__} refused an empty timing cache")
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, fp16: bool | None = None,
+                 workspace_gib: float = 4.0, timing_cache: str | Path | None = None) -> Path:
+    """Build the engine for ``onnx_path`` on this GPU and TensorRT, or reuse the one already there.
+
+    An existing engine (in the cache, or at ``engine_path``) is reused only when its sidecar says
+    it was built from this ONNX file for this TensorRT, GPU and precision, and its bytes are the
+    ones the sidecar recorded; anything else is rebuilt in place. ``fp16``: see :func:`plan_build`.
+    """
+    import onnx
+
+    trt = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelError(f"model file not found: {onnx_path}")
+    model = onnx.load(str(onnx_path))
+    spec, output = read_onnx_spec(model, onnx_path)
+    plan = plan_build(trt, onnx_precision(model), fp16)
+    gpu, capability = gpu_identity()
+    wanted = EngineInfo(file_sha256(onnx_path), trt.__version__, gpu, capability, plan.precision, spec.to_dict(),
+                        output)
+    engine_path = Path(engine_path) if engine_path else cache_dir() / f"{wanted.key()}.engine"
+    if reusable_engine(engine_path, wanted) is not None:
+        return engine_path
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(plan.network_flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ModelError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+    if inputs != [INPUT]:
+        raise ModelError(f"{onnx_path} has inputs {inputs}, expected one named {INPUT!r}: "
+                         "export it with `ihp-rt export`")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if plan.fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
+    # One profile with the one shape the session feeds: a static shape lets TensorRT pick its
+    # fastest kernels.
+    shape = (1, spec.in_channels, spec.input_size, spec.input_size)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    cache_file = Path(timing_cache) if timing_cache else timing_cache_path(trt.__version__, gpu, capability)
+    _attach_timing_cache(trt, config, cache_file)
+    log.info("building a TensorRT engine from %s: %s", onnx_path, plan.why)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+    atomic_write_bytes(cache_file, memoryview(config.get_timing_cache().serialize()))
+    write_engine(engine_path, memoryview(serialized), wanted)
+    return engine_path
 
 
 class TensorRTBackend:
     """One execution context over static CuPy buffers on a dedicated stream."""
 
     def __init__(self, model: str | Path) -> None:
-        trt, cp = _import_gpu_libraries()
+        trt = import_tensorrt()
+        cp = import_cupy_with_gpu()
         from ihp_rt.encoding.cuda import encode_cuda
-        from ihp_rt.export.to_tensorrt import build_engine, gpu_identity
 
         self._cp, self._encode = cp, encode_cuda
         self.timings: dict[str, float] = {}
+        self.note = ""  # what `backend.choice` should add: e.g. why the engine is FP32
         path = Path(model)
-        if path.suffix.lower() == ".onnx":
+        from_onnx = path.suffix.lower() == ".onnx"
+        if from_onnx:
             path = build_engine(path)  # cached by ONNX hash + TensorRT version + GPU: never stale
         info = read_sidecar(path)
         check_compatible(info, trt.__version__, *gpu_identity(), engine=path)
-        self.spec = ModelSpec.from_dict(info.spec)
-        self.name = f"tensorrt-{info.precision}"
-        logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(logger)
-        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
-        if self._engine is None:
-            raise ModelError(f"{path} is corrupt or was built for another TensorRT/GPU: rebuild it")
-        self._context = self._engine.create_execution_context()
-        self._stream = cp.cuda.Stream(non_blocking=True)
-        if info.output != "labels":
+        if info.output != OUTPUT:
             raise ModelError(f"{path} outputs {info.output}: export with the default `--head labels` so the "
                              "arg-max runs on the GPU and only the mask is copied back")
+        data = path.read_bytes()
+        check_engine_bytes(info, data, path)
+        self.spec = ModelSpec.from_dict(info.spec)
+        self.name = f"tensorrt-{info.precision}"
+        if from_onnx and info.precision == "fp32" and strongly_typed_only(trt):
+            self.note = (f"FP32 engine: TensorRT {trt.__version__} keeps the graph's precision and {Path(model).name} "
+                         "is FP32; open an FP16 export (`ihp-rt export --precision fp16`) for an FP16 engine")
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._engine = self._runtime.deserialize_cuda_engine(data)
+        if self._engine is None:
+            raise ModelError(f"{path} is corrupt or was built for another TensorRT/GPU: rebuild it")
+        for name, dtype in ((INPUT, trt.DataType.FLOAT), (OUTPUT, trt.DataType.UINT8)):
+            if self._engine.get_tensor_dtype(name) != dtype:
+                raise ModelError(f"{path}: tensor {name!r} is {self._engine.get_tensor_dtype(name)}, expected {dtype}"
+                                 " (export with `ihp-rt export`, which keeps a float32 input and a uint8 mask)")
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise BackendError(f"TensorRT could not create an execution context for {path} (GPU memory?)")
+        self._stream = cp.cuda.Stream(non_blocking=True)
         size, spec = self.spec.input_size, self.spec
         self._input = cp.zeros((1, spec.in_channels, size, size), dtype=cp.float32)
         self._output = cp.empty((1, size, size), dtype=cp.uint8)
         self._host = cp.cuda.alloc_pinned_memory(self._output.nbytes)
         self._host_view = np.frombuffer(self._host, dtype=np.uint8, count=self._output.size).reshape(1, size, size)
-        self._context.set_input_shape("input", self._input.shape)
-        self._context.set_tensor_address("input", int(self._input.data.ptr))
-        self._context.set_tensor_address("labels", int(self._output.data.ptr))
+        if not self._context.set_input_shape(INPUT, self._input.shape):
+            raise ModelError(f"{path} does not accept input shape {self._input.shape}")
+        for name, buffer in ((INPUT, self._input), (OUTPUT, self._output)):
+            if not self._context.set_tensor_address(name, int(buffer.data.ptr)):
+                raise ModelError(f"{path} has no tensor {name!r} to bind")
 
     def set_image(self, image: np.ndarray) -> None:
-        with self._stream:
-            self._input[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self._stream)
+        """Upload the RGB channels once per image; the click maps never leave the GPU."""
+        self._input[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self._stream)
 
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size, spec = self.spec.input_size, self.spec
@@ -91,7 +279,8 @@ class TensorRTBackend:
             if not self._context.execute_async_v3(self._stream.ptr):
                 raise BackendError("TensorRT execution failed (see the log above)")
             events[2].record(self._stream)
-            self._output.get(stream=self._stream, out=self._host_view)
+            # queued behind the engine on our stream; the one synchronize below waits for both
+            self._output.get(stream=self._stream, out=self._host_view, blocking=False)
             events[3].record(self._stream)
         self._stream.synchronize()
         elapsed = self._cp.cuda.get_elapsed_time
