@@ -1,6 +1,7 @@
 """Optional and heavy libraries must stay optional: `import ihp_rt` needs none of them, and
 every CPU module imports on a machine without CUDA libraries."""
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -77,3 +78,50 @@ def test_server_without_the_serve_extra_says_which_extra() -> None:
                          "from ihp_rt.cli import main\nraise SystemExit(main(['serve']))")
     assert result.returncode == 2, result.stderr
     assert "ihp-rt: error: serving needs the serve extra: pip install 'ihp-rt[serve]'" in result.stderr
+
+
+RUNTIME_SOURCES = ("backends", "encoding", "serving", "session.py")  # under ihp_rt/: what a deployment runs
+
+
+def _imports_export(node: ast.AST) -> bool:
+    if isinstance(node, ast.Import):
+        return any(a.name == "ihp_rt.export" or a.name.startswith("ihp_rt.export.") for a in node.names)
+    if isinstance(node, ast.ImportFrom) and node.module:
+        return (node.module == "ihp_rt.export" or node.module.startswith("ihp_rt.export.")
+                or (node.module == "ihp_rt" and any(a.name == "export" for a in node.names)))
+    return False
+
+
+def test_the_runtime_never_imports_the_export_package() -> None:
+    """export/ (installed as ihp_rt.export) is a build-time tool; sessions and backends must run
+    without it. Checked in the source, function-level imports included (a TensorRT backend that
+    imported the builder from ihp_rt.export only when opening an .onnx would pass any import-time
+    check), and by running a session with ihp_rt.export blocked."""
+    from pathlib import Path
+
+    root = Path(ihp_rt.__file__).parent
+    files = [p for entry in RUNTIME_SOURCES for p in ([root / entry] if entry.endswith(".py")
+                                                       else sorted((root / entry).rglob("*.py")))]
+    assert root / "backends" / "trt_backend.py" in files
+    offenders = [f"{p.relative_to(root.parent)}:{node.lineno}" for p in files
+                 for node in ast.walk(ast.parse(p.read_text())) if _imports_export(node)]
+    assert offenders == [], f"the runtime imports ihp_rt.export at {offenders}"
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == 'ihp_rt.export' or name.startswith('ihp_rt.export.'):
+            raise ImportError(f'blocked for this test: {name}')
+sys.meta_path.insert(0, Block())
+import numpy as np
+import ihp_rt.backends.engine_cache, ihp_rt.backends.trt_backend
+from ihp_rt.session import Session
+from ihp_rt.zoo import default_onnx_path
+s = Session.open(default_onnx_path(), backend='onnxruntime', device='cpu', threads=1)
+s.set_image(np.zeros((64, 48, 3), np.uint8))
+s.add_click(10, 10, 1)
+print(s.predict().labels.shape)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(64, 48)"

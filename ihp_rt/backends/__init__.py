@@ -4,7 +4,9 @@
 for by name that cannot run raises BackendError naming what is missing: never a silent
 fallback. ``auto`` chooses by what is installed and usable -- TensorRT, then ONNX Runtime CUDA,
 then ONNX Runtime CPU for an .onnx file; PyTorch (CUDA when present) for a checkpoint -- and
-records why in ``backend.choice``.
+records why in ``backend.choice``. "Usable" means the libraries load and a GPU answers, not only
+that the packages exist; and when TensorRT still fails to open (say, it cannot build an engine
+for this graph), ``auto`` moves on to ONNX Runtime with that reason recorded.
 """
 
 from __future__ import annotations
@@ -23,17 +25,31 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
-def _tensorrt_usable() -> str | None:
-    """None when TensorRT can run here, else why not."""
-    for module in ("tensorrt", "cupy"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed"
-    import cupy as cp
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
 
+
+def _tensorrt_usable() -> str | None:
+    """None when TensorRT can run here, else why not. The libraries are loaded, not only found:
+    a tensorrt wheel whose CUDA/TensorRT libraries do not load raises OSError or RuntimeError on
+    import, and a CuPy built for another CUDA version fails on its first call."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt is not installed"
     try:
-        return None if cp.cuda.runtime.getDeviceCount() > 0 else "no CUDA GPU"
-    except cp.cuda.runtime.CUDARuntimeError as e:
-        return f"no usable CUDA GPU ({e})"
+        import tensorrt as trt
+
+        trt.Runtime(trt.Logger(trt.Logger.ERROR))
+    except Exception as e:
+        return f"TensorRT does not load: {_one_line(e)}"
+    if importlib.util.find_spec("cupy") is None:
+        return "cupy is not installed"
+    try:
+        import cupy as cp
+
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        return f"no usable CUDA GPU through CuPy: {_one_line(e)}"
+    return None if count > 0 else "no CUDA GPU"
 
 
 def choose_onnx_backend(tensorrt_problem: str | None, ort_providers: list[str]) -> tuple[str, str, str]:
@@ -58,6 +74,7 @@ def open_backend(model: str | Path | Checkpoint, backend: str = "auto", device: 
     if suffix not in (*CHECKPOINT_SUFFIXES, ".onnx", ".engine"):
         raise ModelError(f"unsupported model file {model}: expected a .pt checkpoint, an .onnx export or an .engine")
     choice = f"backend {backend!r} as asked"
+    fallback_device: str | None = None  # ONNX Runtime's device if `auto` picked TensorRT and it fails to open
     if suffix == ".engine" and backend not in ("auto", "tensorrt"):
         raise BackendError(f"a TensorRT .engine runs only on backend 'tensorrt', not {backend!r}")
     if suffix == ".onnx" and backend == "torch":
@@ -70,7 +87,11 @@ def open_backend(model: str | Path | Checkpoint, backend: str = "auto", device: 
         elif suffix == ".onnx":
             from ihp_rt.backends.ort_backend import available_providers
 
-            backend, auto_device, choice = choose_onnx_backend(_tensorrt_usable(), available_providers())
+            providers = available_providers()
+            problem = "device 'cpu' was asked" if device == "cpu" else _tensorrt_usable()
+            backend, auto_device, choice = choose_onnx_backend(problem, providers)
+            if backend == "tensorrt":
+                fallback_device = device or ("cuda" if "cuda" in providers else "cpu")
             device = device or auto_device
         else:
             backend, choice = "torch", "a PyTorch checkpoint"
@@ -78,7 +99,15 @@ def open_backend(model: str | Path | Checkpoint, backend: str = "auto", device: 
     if backend == "tensorrt":
         from ihp_rt.backends.trt_backend import TensorRTBackend
 
-        opened: Backend = TensorRTBackend(model)
+        try:
+            opened: Backend = TensorRTBackend(model)
+        except BackendError as e:  # a broken model (ModelError) is the user's to fix: not retried
+            if fallback_device is None:
+                raise
+            from ihp_rt.backends.ort_backend import OrtBackend
+
+            opened = OrtBackend(model, fallback_device, threads)
+            choice = f"TensorRT failed to open ({_one_line(e)}); ONNX Runtime on {fallback_device.upper()}"
     elif backend == "onnxruntime":
         from ihp_rt.backends.ort_backend import OrtBackend
 
@@ -89,7 +118,8 @@ def open_backend(model: str | Path | Checkpoint, backend: str = "auto", device: 
 
         checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
         opened = TorchBackend(checkpoint, device or ("cuda" if cuda_available() else "cpu"), half)
-    opened.choice = choice
+    note = getattr(opened, "note", "")  # e.g. a TensorRT engine built in FP32 from an FP32 graph
+    opened.choice = f"{choice}; {note}" if note else choice
     return opened
 
 

@@ -5,6 +5,12 @@ The .onnx file alone is enough: its metadata carries the ModelSpec. The network 
 pre-allocated (1, 3 + C, S, S) array bound with I/O binding; set_image fills the RGB channels,
 predict re-encodes only the click maps into the rest, in place.
 
+On the CUDA provider that array lives in GPU memory (CuPy) and is bound by device pointer: the
+RGB channels are uploaded once per image and the CuPy kernel rewrites only the maps per click,
+on the GPU, so no click copies the ~20 MB input again (ONNX Runtime copies a host-bound input
+to the GPU on every run). Without a working CuPy it falls back to the host buffer and says so
+in ``note``.
+
 On the CPU provider the graph is cut after its first convolution (see :mod:`.stem`): set_image
 runs that convolution once with empty click maps, and each click patches its output only
 where the clicks reach, so the full-resolution 7x7 convolution over 3 + C channels is not
@@ -50,6 +56,49 @@ def available_providers() -> list[str]:
     return [name for name, ep in PROVIDERS.items() if ep in offered]
 
 
+class _CudaInput:
+    """The network input in GPU memory, bound to ONNX Runtime by pointer (IOBinding.bind_input
+    with device_type 'cuda'), written by CuPy on a stream of its own. ONNX Runtime's CUDA
+    provider runs on its own stream, so every write is synchronised before the run."""
+
+    def __init__(self, cp, encode, spec: ModelSpec) -> None:
+        self._encode, self.spec = encode, spec
+        size = spec.input_size
+        self.device_id = cp.cuda.Device().id
+        self.buffer = cp.zeros((1, spec.in_channels, size, size), dtype=cp.float32)
+        self.stream = cp.cuda.Stream(non_blocking=True)
+
+    @classmethod
+    def open(cls, spec: ModelSpec) -> tuple[_CudaInput | None, str]:
+        """The device input, or None and why it cannot be used here."""
+        try:
+            import cupy as cp
+
+            from ihp_rt.encoding.cuda import encode_cuda
+
+            if cp.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("CuPy sees no CUDA device")
+            return cls(cp, encode_cuda, spec), ""
+        except Exception as e:  # ImportError, or a CuPy built for another CUDA version
+            reason = " ".join(str(e).split())[:200]
+            return None, (f"input bound from host memory, copied whole to the GPU on every click: CuPy is not usable "
+                          f"({reason}); pip install 'ihp-rt[gpu]'")
+
+    def bind(self, binding) -> None:
+        binding.bind_input("input", "cuda", self.device_id, np.float32, tuple(self.buffer.shape),
+                           int(self.buffer.data.ptr))
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.buffer[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self.stream)
+        self.stream.synchronize()
+
+    def encode(self, clicks: np.ndarray) -> None:
+        size = self.spec.input_size
+        self._encode(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self.buffer[0, 3:],
+                     stream=self.stream)
+        self.stream.synchronize()
+
+
 def _not_loadable(path: Path, error: Exception) -> ModelError:
     """One line naming the file, whichever library (onnx or onnxruntime) failed to read it."""
     return ModelError(f"{path} is not a loadable ONNX model: {' '.join(str(error).split())[:300]}")
@@ -85,9 +134,14 @@ class OrtBackend:
             raise ModelError(f"{path}: its first layer reads {split.stem.weight.shape[1]} click maps, its label set "
                              f"{self.spec.labels.name!r} has {self.spec.num_classes} classes")
         size = self.spec.input_size
-        self._input = np.zeros((1, self.spec.in_channels, size, size), dtype=np.float32)
+        self._device, self.note = _CudaInput.open(self.spec) if provider == "cuda" else (None, "")
         self._binding = self.session.io_binding()
-        self._binding.bind_cpu_input("input", self._input)
+        if self._device is not None:
+            self._input = np.zeros(0, dtype=np.float32)  # unused: the input lives on the GPU
+            self._device.bind(self._binding)
+        else:
+            self._input = np.zeros((1, self.spec.in_channels, size, size), dtype=np.float32)
+            self._binding.bind_cpu_input("input", self._input)
         self._binding.bind_output(self.output)
         self._stem_conv = split.stem if split else None
         if split is not None:
@@ -130,6 +184,9 @@ class OrtBackend:
         """Load an image; with a cut graph, its first-layer output is kept for the last
         ``STEM_CACHE`` images, so sessions sharing this backend (a server's clients clicking in
         turn) do not pay the first layer again each time the turn passes."""
+        if self._device is not None:
+            self._device.set_image(image)
+            return
         if self._stem_conv is None:
             self._input[0, :3] = image
             return
@@ -146,8 +203,11 @@ class OrtBackend:
     def predict(self, clicks: np.ndarray) -> np.ndarray:
         size, cap = self.spec.input_size, self.spec.cap
         t0 = time.perf_counter()
-        encode_cpu(clicks, self.spec.num_classes, size, size, cap,
-                   out=self._input[0, 3:] if self._stem_conv is None else self._maps)
+        if self._device is not None:
+            self._device.encode(clicks)
+        else:
+            encode_cpu(clicks, self.spec.num_classes, size, size, cap,
+                       out=self._input[0, 3:] if self._stem_conv is None else self._maps)
         t1 = time.perf_counter()
         if self._stem_conv is not None:  # the first layer of the network: counted in network_ms
             patch_stem(self._stem_conv, self._base, self._maps, clicks, cap, out=self._stem[0])

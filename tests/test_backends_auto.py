@@ -1,0 +1,209 @@
+"""What `auto` does on a GPU machine whose GPU libraries only half work, and the ONNX Runtime
+CUDA path's input binding -- on the CPU, with stand-ins (tests/*_standin.py) for the libraries
+that cannot be installed here. These test ihp-rt's choices, not the libraries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+
+import ihp_rt.encoding
+from ihp_rt.backends import _tensorrt_usable, open_backend
+from ihp_rt.backends import ort_backend as ort_module
+from ihp_rt.encoding import encode_reference
+from ihp_rt.errors import BackendError, ModelError
+from ihp_rt.export import export_onnx
+
+from .conftest import random_clicks
+from .cupy_standin import make_cupy
+from .tensorrt_standin import make_tensorrt
+
+
+@pytest.fixture(scope="module")
+def onnx_file(tiny_checkpoint, tmp_path_factory) -> Path:
+    return export_onnx(tiny_checkpoint, tmp_path_factory.mktemp("auto") / "m.onnx")
+
+
+def use_module(monkeypatch, name: str, module) -> None:
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def fresh_encoding_cuda(monkeypatch) -> None:
+    """ihp_rt.encoding.cuda binds `cupy` when imported: import it afresh against a stand-in."""
+    monkeypatch.setitem(sys.modules, "ihp_rt.encoding.cuda", None)
+    del sys.modules["ihp_rt.encoding.cuda"]
+    monkeypatch.setattr(ihp_rt.encoding, "cuda", None, raising=False)
+
+
+@pytest.fixture
+def broken_tensorrt(monkeypatch, tmp_path) -> None:
+    """A tensorrt package that is installed but whose libraries do not load, as a wheel for
+    the wrong CUDA major version behaves: the import raises OSError, not ImportError."""
+    package = tmp_path / "site" / "tensorrt"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "raise OSError('libnvinfer.so.11: cannot open shared object file: No such file or directory')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+
+
+def test_a_tensorrt_that_cannot_load_its_libraries_is_unusable_and_auto_moves_on(broken_tensorrt,
+                                                                                  onnx_file) -> None:
+    problem = _tensorrt_usable()
+    assert problem is not None and problem.startswith("TensorRT does not load: libnvinfer.so.11")
+    backend = open_backend(onnx_file)
+    assert backend.name == "onnxruntime-cpu"
+    assert "TensorRT unusable (TensorRT does not load: libnvinfer.so.11" in backend.choice
+    with pytest.raises(BackendError, match="TensorRT is installed but does not load: libnvinfer"):
+        open_backend(onnx_file, "tensorrt")  # asked for by name: no fallback
+
+
+def test_tensorrt_usable_needs_a_runtime_cupy_and_a_gpu(monkeypatch) -> None:
+    trt = make_tensorrt()
+    use_module(monkeypatch, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "cupy" else object())
+    assert _tensorrt_usable() == "cupy is not installed"
+    assert ("Runtime",) in trt.calls  # the TensorRT runtime was created, not only found
+    monkeypatch.undo()
+
+    use_module(monkeypatch, "tensorrt", make_tensorrt())
+    use_module(monkeypatch, "cupy", make_cupy(device_count=0))
+    assert _tensorrt_usable() == "no CUDA GPU"
+    cp = make_cupy()
+
+    def fails() -> int:
+        raise cp.cuda.runtime.CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+
+    cp.cuda.runtime.getDeviceCount = fails
+    use_module(monkeypatch, "cupy", cp)
+    assert _tensorrt_usable() == ("no usable CUDA GPU through CuPy: cudaErrorInsufficientDriver: CUDA driver "
+                                  "version is insufficient")
+    use_module(monkeypatch, "cupy", make_cupy())
+    assert _tensorrt_usable() is None
+
+
+def test_auto_falls_back_when_tensorrt_fails_to_open_but_not_for_a_bad_model(monkeypatch, tmp_path, onnx_file,
+                                                                             tiny_checkpoint) -> None:
+    use_module(monkeypatch, "tensorrt", make_tensorrt(fail_build=True))
+    use_module(monkeypatch, "cupy", make_cupy())
+    fresh_encoding_cuda(monkeypatch)
+    monkeypatch.setenv("IHP_RT_CACHE", str(tmp_path / "cache"))
+    backend = open_backend(onnx_file)
+    assert backend.name == "onnxruntime-cpu"
+    assert backend.choice.startswith("TensorRT failed to open (TensorRT failed to build an engine from")
+    assert backend.choice.endswith("ONNX Runtime on CPU")
+    with pytest.raises(BackendError, match="failed to build"):
+        open_backend(onnx_file, "tensorrt")
+    logits = export_onnx(tiny_checkpoint, tmp_path / "logits.onnx", output="logits")
+    use_module(monkeypatch, "tensorrt", make_tensorrt())
+    with pytest.raises(ModelError, match="--head labels"):  # the model's fault: no other engine hides it
+        open_backend(logits)
+
+
+def test_auto_on_cpu_device_does_not_try_tensorrt(monkeypatch, onnx_file) -> None:
+    trt = make_tensorrt()
+    use_module(monkeypatch, "tensorrt", trt)
+    use_module(monkeypatch, "cupy", make_cupy())
+    backend = open_backend(onnx_file, device="cpu")
+    assert backend.name == "onnxruntime-cpu" and "device 'cpu' was asked" in backend.choice
+    assert trt.calls == []
+
+
+class OrtWithCuda:
+    """onnxruntime as a CUDA build would present itself; the "CUDA" session is the CPU one over
+    the same bytes, and its IOBinding records what our code binds. A pointer bound with
+    device_type 'cuda' is bound as CPU memory (the CuPy stand-in's "device" memory is host
+    memory), so ONNX Runtime reads at run time whatever our code last wrote there."""
+
+    def __init__(self) -> None:
+        self.bindings: list[tuple] = []
+        self.__version__ = onnxruntime.__version__
+        self.SessionOptions = onnxruntime.SessionOptions
+        self.GraphOptimizationLevel = onnxruntime.GraphOptimizationLevel
+
+    def get_available_providers(self) -> list[str]:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def InferenceSession(self, source, options, providers):  # onnxruntime's name
+        assert providers == ["CUDAExecutionProvider"]
+        return _Session(onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"]), self)
+
+
+class _Session:
+    def __init__(self, session, ort: OrtWithCuda) -> None:
+        self._session, self._ort = session, ort
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
+
+    def io_binding(self) -> _Binding:
+        return _Binding(self._session.io_binding(), self._ort.bindings)
+
+    def run_with_iobinding(self, binding: _Binding, run_options=None) -> None:
+        self._session.run_with_iobinding(binding.real, run_options)
+
+
+class _Binding:
+    def __init__(self, real, log: list) -> None:
+        self.real, self.log = real, log
+
+    def bind_input(self, name, device_type, device_id, element_type, shape, buffer_ptr) -> None:
+        self.log.append(("bind_input", name, device_type, device_id, element_type, tuple(shape), buffer_ptr))
+        self.real.bind_input(name, "cpu", 0, element_type, shape, buffer_ptr)
+
+    def bind_cpu_input(self, name, arr_on_cpu) -> None:
+        self.log.append(("bind_cpu_input", name, arr_on_cpu.shape))
+        self.real.bind_cpu_input(name, arr_on_cpu)
+
+    def bind_output(self, name, device_type="cpu", device_id=0, element_type=None, shape=None, buffer_ptr=None):
+        self.log.append(("bind_output", name, device_type))
+        self.real.bind_output(name, device_type, device_id, element_type, shape, buffer_ptr)
+
+    def copy_outputs_to_cpu(self):
+        return self.real.copy_outputs_to_cpu()
+
+
+def test_ort_cuda_binds_a_device_input_and_only_the_maps_change_per_click(monkeypatch, onnx_file, rng) -> None:
+    fake = OrtWithCuda()
+    monkeypatch.setattr(ort_module, "_ort", lambda: fake)
+    cp = make_cupy()
+    use_module(monkeypatch, "cupy", cp)
+    fresh_encoding_cuda(monkeypatch)
+    backend = open_backend(onnx_file, "onnxruntime", "cuda")
+    spec, size = backend.spec, backend.spec.input_size
+    buffer = backend._device.buffer
+    assert backend.name == "onnxruntime-cuda" and backend.note == ""
+    assert fake.bindings == [("bind_input", "input", "cuda", 0, np.float32, (1, 23, size, size), buffer.data.ptr),
+                             ("bind_output", "labels", "cpu")]
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    image = rng.standard_normal((3, size, size)).astype(np.float32)
+    cp.transfers.clear()
+    backend.set_image(image)
+    assert [t[:2] for t in cp.transfers] == [("to_device", image.nbytes)]
+    for k in (2, 9):
+        cp.transfers.clear()
+        clicks = random_clicks(rng, k, spec.num_classes, size, size)
+        mask = backend.predict(clicks)
+        assert [t[:2] for t in cp.transfers] == [("to_device", clicks.nbytes)]  # the clicks, not 20 MB of input
+        maps = encode_reference(clicks, spec.num_classes, size, size, spec.cap)
+        expected = session.run(None, {"input": np.concatenate([image, maps])[None]})[0][0]
+        assert np.array_equal(mask, expected)
+    assert len(fake.bindings) == 2  # bound once, never re-bound per click
+
+
+def test_ort_cuda_without_cupy_binds_host_memory_and_says_so(monkeypatch, onnx_file, rng) -> None:
+    fake = OrtWithCuda()
+    monkeypatch.setattr(ort_module, "_ort", lambda: fake)
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    fresh_encoding_cuda(monkeypatch)
+    backend = open_backend(onnx_file, "onnxruntime", "cuda")
+    size = backend.spec.input_size
+    assert fake.bindings[0] == ("bind_cpu_input", "input", (1, 23, size, size))
+    assert "copied whole to the GPU on every click" in backend.choice
+    backend.set_image(rng.standard_normal((3, size, size)).astype(np.float32))
+    assert backend.predict(random_clicks(rng, 3, backend.spec.num_classes, size, size)).shape == (size, size)
