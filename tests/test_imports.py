@@ -125,3 +125,25 @@ print(s.predict().labels.shape)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(64, 48)"
+
+
+def test_gpu_extras_each_hold_one_cuda_major_version() -> None:
+    """A CUDA 12 and a CUDA 13 user each get a CuPy and a TensorRT that load: one extra per CUDA
+    major version, never a wheel of the other one mixed in; onnxruntime-gpu (CUDA 13 on PyPI)
+    only in the CUDA 13 extra, at the base onnxruntime's version (both install the same files)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(ihp_rt.__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    pins = {name: dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", r).groups() for r in extras[name])
+            for name in ("gpu", "gpu-cuda12")}
+    assert {"cupy-cuda13x", "tensorrt-cu13", "onnxruntime-gpu"} <= set(pins["gpu"])
+    assert {"cupy-cuda12x", "tensorrt-cu12"} <= set(pins["gpu-cuda12"])
+    for name, other in (("gpu", "12"), ("gpu-cuda12", "13")):
+        assert not [p for p in pins[name] if re.search(rf"cu(da)?{other}", p)], (name, pins[name])
+    assert "onnxruntime-gpu" not in pins["gpu-cuda12"] and "tensorrt" not in pins["gpu"]  # the meta package is cu13
+    base = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", r).groups() for r in project["dependencies"])
+    assert pins["gpu"]["onnxruntime-gpu"] == base["onnxruntime"]
+    assert pins["gpu"]["tensorrt-cu13"] == pins["gpu-cuda12"]["tensorrt-cu12"]
