@@ -66,7 +66,8 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
     """
     config = config or ServeConfig()
     spec = engine.backend.spec
-    store = store or MemoryStore(config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock)
+    if store is None:  # not `store or ...`: an empty store has len() 0, so it is falsy
+        store = MemoryStore(config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock)
     sessions = Sessions(engine, store, config.max_session_clicks, config.cached_images)
     labels = [LabelOut(id=i, name=n, color=c) for i, (n, c) in enumerate(zip(spec.labels.names, spec.labels.palette,
                                                                              strict=True))]

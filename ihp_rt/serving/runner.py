@@ -1,10 +1,15 @@
-"""Running the app under uvicorn: in the foreground (``ihp-rt serve``) or in a thread on a
-free loopback port (the load test and the browser test, which need a real socket)."""
+"""Running the app under uvicorn: in the foreground (``ihp-rt serve``), in a thread on a
+free loopback port (the browser test), or as worker processes (the load and fault tests),
+with a throw-away ``redis-server`` when workers share sessions."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -60,39 +65,109 @@ def serve_in_thread(app, host: str = "127.0.0.1", port: int | None = None, timeo
         thread.join(timeout_s)
 
 
-@contextmanager
-def spawn_server(args: list[str], host: str = "127.0.0.1", timeout_s: float = 120.0) -> Iterator[str]:
-    """``ihp-rt serve ARGS`` in a child process on a free port (so load and server do not share
-    a GIL); yields its base URL once /health answers, and stops it on exit."""
-    import subprocess
-    import sys
-    import tempfile
-    import urllib.request
+class ServerProcess:
+    """One ``ihp-rt serve`` child process on a loopback port, its stderr kept in a file (a pipe
+    nobody reads would fill up and stall the server)."""
 
-    port = free_port(host)
-    command = [sys.executable, "-m", "ihp_rt.cli", "serve", "--host", host, "--port", str(port), *args]
-    log = tempfile.TemporaryFile("w+")  # a pipe nobody reads would fill up and stall the server
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    url = f"http://{host}:{port}"
-    deadline = time.monotonic() + timeout_s
-    try:
+    def __init__(self, args: list[str], host: str = "127.0.0.1") -> None:
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.command = [sys.executable, "-m", "ihp_rt.cli", "serve", "--host", host, "--port", str(self.port), *args]
+        self._log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self._log, text=True)
+
+    def log(self) -> str:
+        """Everything the server wrote to stderr so far (its JSON access log among it)."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
+
+    def wait_ready(self, deadline: float) -> None:
+        """Return once /health answers; raise with the server's last words if it exits or the deadline passes."""
+        import urllib.request
+
         while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise BackendError(f"`{' '.join(command)}` exited with {process.returncode}: {log.read()[-2000:]}")
+            if self.process.poll() is not None:
+                raise BackendError(f"`{' '.join(self.command)}` exited with {self.process.returncode}: "
+                                   f"{self.log()[-2000:]}")
             try:
-                with urllib.request.urlopen(url + "/health", timeout=1):
-                    break
+                with urllib.request.urlopen(self.url + "/health", timeout=1):
+                    return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise BackendError(f"the server at {url} did not answer within {timeout_s:g} s") from None
+                    raise BackendError(f"the server at {self.url} did not answer in time") from None
                 time.sleep(0.2)
-        yield url
+
+    def stop(self) -> None:
+        """Terminate (kill if it lingers); harmless on a process already dead."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+
+@contextmanager
+def spawn_servers(args: list[str], count: int = 1, host: str = "127.0.0.1",
+                  timeout_s: float = 120.0) -> Iterator[list[ServerProcess]]:
+    """``count`` processes of ``ihp-rt serve ARGS``, started together (so load and server do not
+    share a GIL); yields them once each answers /health, and stops them all on exit."""
+    servers: list[ServerProcess] = []
+    try:
+        for _ in range(count):
+            servers.append(ServerProcess(args, host))
+        deadline = time.monotonic() + timeout_s
+        for server in servers:
+            server.wait_ready(deadline)
+        yield servers
     finally:
-        process.terminate()
+        for server in servers:
+            server.stop()
+
+
+@contextmanager
+def spawn_server(args: list[str], host: str = "127.0.0.1", timeout_s: float = 120.0) -> Iterator[str]:
+    """One ``ihp-rt serve ARGS`` process on a free port; yields its base URL."""
+    with spawn_servers(args, 1, host, timeout_s) as (server,):
+        yield server.url
+
+
+@contextmanager
+def spawn_redis(port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 30.0) -> Iterator[str]:
+    """A throw-away ``redis-server`` on a loopback port, persistence off, in a temporary folder;
+    yields its URL and stops it on exit. ``port`` picks the port (to restart one in place)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BackendError("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = port or free_port(host)
+    with tempfile.TemporaryDirectory(prefix="ihp-rt-redis-") as folder:
+        process = subprocess.Popen([binary, "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no",
+                                    "--dir", folder, "--protected-mode", "yes"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            deadline = time.monotonic() + timeout_s
+            while not _redis_answers(host, port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise BackendError(f"redis-server on {host}:{port} did not start")
+                time.sleep(0.05)
+            yield f"redis://{host}:{port}/0"
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _redis_answers(host: str, port: int) -> bool:
+    """PING over a plain socket: no client library needed to know the server is up."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
