@@ -193,10 +193,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ihp_rt.session import SharedBackend
 
     create_app, config = _serving_app(), _serve_config(args)  # refuse bad limits before loading a model
+    store = None
+    if args.redis:  # shared sessions: refuse an unreachable Redis before loading a model too
+        from ihp_rt.serving.redis_store import connect
+
+        store = connect(args.redis, config)
+        print(f"sessions: shared in {store.where}")
     model = _model_arg(args.model, args.backend, args.backbone, args.label_set)
     engine = SharedBackend(open_backend(model, args.backend, args.device, args.threads, args.half))
     print(f"backend: {engine.backend.name} ({engine.backend.choice})")
-    app = create_app(engine, config)
+    app = create_app(engine, config, store=store)
     print(f"annotation page: http://{args.host}:{args.port}/   API: http://{args.host}:{args.port}/openapi.json",
           flush=True)
     serve_forever(app, args.host, args.port)
@@ -217,7 +223,7 @@ def _serve_config(args: argparse.Namespace):
     try:
         return ServeConfig(max_sessions=args.max_sessions, session_ttl_s=args.session_ttl,
                            max_upload_bytes=round(args.max_upload_mb * 2**20),
-                           max_session_clicks=args.max_session_clicks)
+                           max_session_clicks=args.max_session_clicks, cache_images=args.cache_images)
     except ValueError as e:
         raise IhpError(str(e)) from None
 
@@ -454,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--max-session-clicks", type=int, default=500,
                    help="clicks a session may hold (and keypoints per Label Studio request; default 500)")
+    p.add_argument("--redis", metavar="URL", help="keep sessions in this Redis (redis://HOST:PORT/DB), shared by "
+                   "every worker started with it; default: in this process")
+    p.add_argument("--cache-images", type=int, help="pre-processed images this worker keeps (default: "
+                   "--max-sessions); a miss rebuilds one from the session store")
     _stand_in_options(p)
     p.set_defaults(func=cmd_serve)
 

@@ -1,0 +1,158 @@
+"""Two workers (two apps in this process, each with its own network and caches) sharing their
+sessions in one real redis-server: any request may reach either, and every mask, limit and
+expiry is what one in-process server gives. The same in separate processes, with one killed,
+is tests/test_scale_out.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+pytest.importorskip("redis", reason="the serve extra (redis client) is not installed")
+from fastapi.testclient import TestClient
+
+from ihp_rt.backends import open_backend
+from ihp_rt.serving import ServeConfig, decode_label_rle
+from ihp_rt.serving.app import create_app
+from ihp_rt.serving.redis_store import RedisStore
+from ihp_rt.session import Session, SharedBackend
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; scripts/test.sh does "
+                    "this as root)")
+    from ihp_rt.serving.runner import spawn_redis
+
+    with spawn_redis() as url:
+        yield url
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def workers(tiny_checkpoint, redis_url, clock) -> list[TestClient]:
+    config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_session_clicks=4)
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    return [TestClient(create_app(SharedBackend(open_backend(tiny_checkpoint, "torch")), config, store=RedisStore(
+        redis_url, config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock, prefix)))
+        for _ in range(2)]
+
+
+def png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def photo() -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+
+
+def upload(client: TestClient, photo: np.ndarray):
+    return client.post("/sessions", files={"image": ("p.png", png(photo), "image/png")})
+
+
+def test_clicks_alternating_between_workers_give_the_masks_of_one_session(workers, photo, tiny_checkpoint) -> None:
+    a, b = workers
+    sid = upload(a, photo).json()["session_id"]
+    alone = Session.open(tiny_checkpoint)
+    alone.set_image(photo)
+    steps = [("click", (10, 20, "hair")), ("click", (100, 70, 5)), ("undo", None), ("click", (60, 40, "face")),
+             ("click", (5, 80, 1)), ("reset", None), ("click", (30, 30, 2))]
+    for k, (op, click) in enumerate(steps):
+        worker = workers[(k + 1) % 2]  # b first: a worker that never saw the upload
+        if op == "click":
+            x, y, label = click
+            reply = worker.post(f"/sessions/{sid}/clicks", json={"x": x, "y": y, "label": label})
+            alone.add_click(x, y, label)
+        else:
+            reply = worker.post(f"/sessions/{sid}/{op}")
+            alone.undo() if op == "undo" else alone.reset()
+        assert reply.status_code == 200, reply.text
+        expected = alone.predict()
+        assert np.array_equal(decode_label_rle(reply.json()["mask"]), expected.labels), (k, op)
+        assert len(reply.json()["clicks"]) == len(expected.clicks)
+    assert a.get(f"/sessions/{sid}/clicks").json() == b.get(f"/sessions/{sid}/clicks").json()
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(a.get(f"/sessions/{sid}/mask.png").content))),
+                          alone.predict().labels)
+    with b.websocket_connect(f"/sessions/{sid}/ws") as ws:
+        ws.send_text(json.dumps({"op": "undo"}))
+        assert ws.receive_json()["clicks"] == []
+    assert b.app.state.sessions.images.misses == 1  # b rebuilt the image once, then kept it
+    assert a.app.state.sessions.images.misses == 0  # a prepared it at upload
+    assert b.delete(f"/sessions/{sid}").status_code == 204
+    assert a.post(f"/sessions/{sid}/undo").status_code == 404
+
+
+def test_limits_and_expiry_hold_across_workers(workers, photo, clock) -> None:
+    a, b = workers
+    sid = upload(a, photo).json()["session_id"]
+    for i in range(4):
+        assert workers[i % 2].post(f"/sessions/{sid}/clicks", json={"x": i, "y": i, "label": 1}).status_code == 200
+    refused = b.post(f"/sessions/{sid}/clicks", json={"x": 9, "y": 9, "label": 1})
+    assert refused.status_code == 409 and "maximum of 4 clicks" in refused.json()["detail"]
+
+    others = [upload(b, photo).json()["session_id"], upload(a, photo).json()["session_id"]]
+    full = upload(b, photo)
+    assert full.status_code == 429 and "maximum of 3 sessions" in full.json()["detail"]
+    assert int(full.headers["retry-after"]) == 60
+    assert a.get("/ready").status_code == 503 and b.get("/ready").json()["sessions"] == 3
+
+    clock.now += 30
+    b.get(f"/sessions/{sid}/clicks")  # used on b: alive for a too
+    clock.now += 40
+    for gone in others:
+        response = a.post(f"/sessions/{gone}/undo")
+        assert response.status_code == 404 and "expired" in response.json()["detail"]
+    assert len(a.get(f"/sessions/{sid}/clicks").json()["clicks"]) == 4
+    assert b.get("/ready").json()["sessions"] == 1
+
+
+def test_a_worker_on_another_label_set_refuses_with_a_500(workers, photo, redis_url) -> None:
+    """Workers on one store must serve one model: a mismatch is a deployment fault, said so."""
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.model import Checkpoint, build_model
+    from ihp_rt.spec import ModelSpec
+
+    a, _ = workers
+    sid = upload(a, photo).json()["session_id"]
+    spec = ModelSpec(labels=get_label_set("atr"), backbone="mobilenetv3_large", input_size=64)
+    other = open_backend(Checkpoint(build_model(spec, seed=0).eval(), spec, {}), "torch")
+    store = a.app.state.store
+    odd = TestClient(create_app(SharedBackend(other), store=RedisStore(
+        redis_url, 3, 60.0, 4, store._clock, store.prefix)), raise_server_exceptions=False)
+    response = odd.post(f"/sessions/{sid}/undo")
+    assert response.status_code == 500 and "same model" in response.json()["detail"]
+
+
+def test_serve_refuses_an_unreachable_redis_in_one_line(capsys) -> None:
+    """Before loading a model: a worker that cannot reach its sessions must not start."""
+    from ihp_rt.cli import main
+    from ihp_rt.serving.runner import free_port
+
+    assert main(["serve", "--redis", f"redis://127.0.0.1:{free_port()}/0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ihp-rt: error: the session store (redis at 127.0.0.1:") and "cannot be reached" in err
+    assert len(err.strip().splitlines()) == 1
