@@ -230,16 +230,17 @@ def _serve_config(args: argparse.Namespace):
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from ihp_rt.benchmarks.encoding import cpu_name
-    from ihp_rt.serving.loadtest import run_load, write_report
-    from ihp_rt.serving.runner import spawn_server
+    from ihp_rt.serving.loadtest import run_load, started_workers, write_report
 
     image = Path(args.image).read_bytes()
     if args.url:
         report = run_load(args.url, image, args.sessions, args.clicks, args.max_duration, args.transport)
     else:
-        with spawn_server(["--max-sessions", str(args.sessions), *(["--model", args.model] if args.model else []),
-                           *(["--threads", str(args.threads)] if args.threads else [])]) as url:
-            report = run_load(url, image, args.sessions, args.clicks, args.max_duration, args.transport)
+        server_args = ["--max-sessions", str(args.sessions), *(["--model", args.model] if args.model else []),
+                       *(["--threads", str(args.threads)] if args.threads else []),
+                       *(["--cache-images", str(args.cache_images)] if args.cache_images is not None else [])]
+        with started_workers(server_args, args.workers, args.redis) as urls:
+            report = run_load(urls, image, args.sessions, args.clicks, args.max_duration, args.transport)
     json_path, md_path = write_report(report, Path(args.out), f"{cpu_name()}, {os.cpu_count()} cores")
     print(md_path.read_text())
     for error in report.errors[:10]:
@@ -468,9 +469,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("loadtest", help="bounded load test: N sessions clicking at once against a server")
-    p.add_argument("--url", help="a running server; default: start `ihp-rt serve` on a free loopback port")
-    p.add_argument("--model", help="model for the server started here")
-    p.add_argument("--threads", type=int, help="network threads of the server started here")
+    p.add_argument("--url", action="append", help="a running server (repeat for workers sharing one Redis: "
+                   "sessions and clicks alternate between them); default: start `ihp-rt serve` on loopback")
+    p.add_argument("--workers", type=int, default=1, help="servers to start, sharing one Redis when more than "
+                   "one (default 1)")
+    p.add_argument("--redis", metavar="URL", help="Redis for the workers started here (default with --workers "
+                   "2 or more: a throw-away redis-server on loopback)")
+    p.add_argument("--model", help="model for the servers started here")
+    p.add_argument("--threads", type=int, help="network threads of each server started here")
+    p.add_argument("--cache-images", type=int, help="--cache-images of the servers started here (0: every "
+                   "click a cache miss)")
     p.add_argument("--sessions", type=int, default=4, help="concurrent sessions (default 4)")
     p.add_argument("--clicks", type=int, default=10, help="clicks per session (default 10)")
     p.add_argument("--max-duration", type=float, default=120.0, help="time cap in seconds (default 120)")

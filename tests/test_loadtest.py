@@ -20,7 +20,7 @@ def test_loadtest_against_a_spawned_server_has_no_errors(tmp_path) -> None:
     assert (s["sessions"], s["clicks_planned"], s["clicks_done"], s["errors"]) == (3, 12, 12, 0)
     assert len(report["latencies_ms"]) == 12 and 0 < s["p50_ms"] <= s["p95_ms"] <= s["max_ms"]
     assert s["clicks_per_s"] > 0 and "cores" in report["machine"]
-    assert "| 3 | ws | 12 / 12 | 0 |" in (tmp_path / "load.md").read_text()
+    assert "| 1 | 3 | ws | 12 / 12 | 0 |" in (tmp_path / "load.md").read_text()
 
 
 def test_loadtest_counts_refusals_as_errors(tiny_checkpoint) -> None:
@@ -41,3 +41,22 @@ def test_loadtest_counts_refusals_as_errors(tiny_checkpoint) -> None:
         assert httpx.get(url + "/health").json() == {"status": "ok"}
     assert report.summary["errors"] == 3 and report.clicks_done == 0
     assert all("429" in e and "maximum of 1 sessions" in e for e in report.errors)
+
+
+def test_loadtest_against_two_workers_sharing_one_redis(tmp_path) -> None:
+    """`--workers 2` starts a throw-away redis-server and two servers on it; over HTTP each
+    session's clicks alternate between them, and the report is the same table."""
+    import shutil
+
+    from ihp_rt.cli import main
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    argv = ["loadtest", "--workers", "2", "--threads", "1", "--sessions", "2", "--clicks", "3", "--transport", "http",
+            "--max-duration", "300", "-o", str(tmp_path)]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "load.json").read_text())
+    s = report["summary"]
+    assert (s["workers"], s["sessions"], s["clicks_done"], s["errors"]) == (2, 2, 6, 0)
+    assert len(set(report["url"].split())) == 2
+    assert "| 2 | 2 | http | 6 / 6 | 0 |" in (tmp_path / "load.md").read_text()
