@@ -8,6 +8,16 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
     apt-get install -y -qq --no-install-recommends chromium >/dev/null \
         || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 fi
+# The scale-out tests run Debian's redis-server, and the deployment test Debian's nginx in front
+# of two workers; as root on Debian, install them when missing (elsewhere those tests skip).
+missing=""
+command -v redis-server >/dev/null || missing="$missing redis-server"
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    # shellcheck disable=SC2086  # one word per package
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
