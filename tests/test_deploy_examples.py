@@ -1,0 +1,134 @@
+"""The deployment examples work as shipped: examples/deploy/nginx.conf, run by Debian's nginx
+on loopback in front of two ``ihp-rt serve --redis`` workers (one killed half-way), and
+examples/deploy/kubernetes.yaml, checked against the real command line and routes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+pytest.importorskip("redis", reason="the serve extra (redis client) is not installed")
+import httpx
+
+from ihp_rt.serving.runner import free_port, spawn_redis, spawn_servers
+from tests.conftest import EXAMPLES, REPO
+
+DEPLOY = REPO / "examples" / "deploy"
+
+
+def nginx_config(tmp: Path, workers: list[str], port: int) -> Path:
+    """The example, its loopback ports swapped for the test's, inside a main config that keeps
+    every file nginx writes in ``tmp``."""
+    example = (DEPLOY / "nginx.conf").read_text()
+    for placeholder, url in zip(("127.0.0.1:8001", "127.0.0.1:8002"), workers, strict=True):
+        assert placeholder in example
+        example = example.replace(placeholder, url.removeprefix("http://"))
+    assert "listen 127.0.0.1:8080;" in example
+    (tmp / "ihp-rt.conf").write_text(example.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{port};"))
+    temp = " ".join(f"{kind}_temp_path {tmp / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    main = tmp / "nginx.conf"
+    main.write_text(f"pid {tmp / 'nginx.pid'};\nerror_log {tmp / 'error.log'};\nevents {{ worker_connections 64; }}\n"
+                    f"http {{ access_log {tmp / 'access.log'}; {temp} include {tmp / 'ihp-rt.conf'}; }}\n")
+    return main
+
+
+@pytest.fixture
+def nginx(tmp_path) -> Iterator[tuple[str, list]]:
+    """nginx from Debian's packages with the example config, before two workers and one Redis."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if binary is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx; scripts/test.sh does this as root)")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    with spawn_redis() as redis_url, spawn_servers(["--threads", "1", "--redis", redis_url], 2) as workers:
+        port = free_port()
+        config = nginx_config(tmp_path, [w.url for w in workers], port)
+        base = [binary, "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "error.log")]
+        checked = subprocess.run([*base, "-t"], capture_output=True, text=True, timeout=30)
+        assert checked.returncode == 0, checked.stderr  # the example parses
+        # one process, in the foreground: no daemon or workers to leave behind, no user switch
+        process = subprocess.Popen([*base, "-g", "daemon off; master_process off;"], stderr=subprocess.DEVNULL)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+                time.sleep(0.1)
+            yield url, workers
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def clicked_paths(log: str) -> list[str]:
+    return [json.loads(line)["path"] for line in log.splitlines()
+            if line.startswith('{"event": "request"') and json.loads(line)["path"].endswith("/clicks")]
+
+
+def test_the_nginx_example_spreads_one_session_over_both_workers_and_survives_one(nginx) -> None:
+    from websockets.sync.client import connect
+
+    url, (a, b) = nginx
+    created = httpx.post(url + "/sessions", files={"image": ("a.jpg", (EXAMPLES / "astronaut.jpg").read_bytes())},
+                         timeout=60)
+    assert created.status_code == 201, created.text
+    sid = created.json()["session_id"]
+    rng = np.random.default_rng(1)
+    clicks = [{"x": int(rng.integers(512)), "y": int(rng.integers(512)), "label": int(rng.integers(15))}
+              for _ in range(8)]
+    for click in clicks[:4]:
+        reply = httpx.post(f"{url}/sessions/{sid}/clicks", json=click, timeout=60)
+        assert reply.status_code == 200, reply.text
+    assert clicked_paths(a.log()) and clicked_paths(b.log())  # round robin: both workers served this session
+
+    with connect(url.replace("http", "ws", 1) + f"/sessions/{sid}/ws", open_timeout=30) as socket:  # upgrade passes
+        socket.send(json.dumps({"op": "undo"}))
+        assert len(json.loads(socket.recv(timeout=60))["clicks"]) == 3
+
+    b.process.send_signal(signal.SIGKILL)
+    b.process.wait(30)
+    for click in clicks[4:]:  # nginx passes each request on to the worker still alive
+        reply = httpx.post(f"{url}/sessions/{sid}/clicks", json=click, timeout=60)
+        assert reply.status_code == 200, reply.text
+    final = httpx.get(f"{url}/sessions/{sid}/clicks", timeout=60).json()["clicks"]
+    assert [(c["x"], c["y"]) for c in final] == [(c["x"], c["y"]) for c in clicks[:3] + clicks[4:]]
+
+
+def test_the_kubernetes_example_matches_the_command_line_and_routes() -> None:
+    yaml = pytest.importorskip("yaml")
+    from ihp_rt.cli import _serve_config, build_parser
+
+    manifest = yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text())
+    documents = {(d["kind"], d["metadata"]["name"]): d for d in manifest}
+    redis_service = documents[("Service", "ihp-rt-redis")]
+    (worker,) = documents[("Deployment", "ihp-rt")]["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(worker["args"])
+    assert args.func.__name__ == "cmd_serve" and _serve_config(args).max_sessions > 0
+    assert args.redis == f"redis://{redis_service['metadata']['name']}:{redis_service['spec']['ports'][0]['port']}/0"
+    assert args.port == worker["ports"][0]["containerPort"] == documents[("Service", "ihp-rt")]["spec"]["ports"][0][
+        "targetPort"]
+    assert args.host == "0.0.0.0"  # reachable from the Service, not loopback only
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert worker[probe]["httpGet"] == {"path": "/health", "port": args.port}
+    redis_args = documents[("Deployment", "ihp-rt-redis")]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert redis_args[:4] == ["--save", "", "--appendonly", "no"]
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    command = json.loads(dockerfile.split("CMD ", 1)[1].splitlines()[0])
+    assert build_parser().parse_args(command).func.__name__ == "cmd_serve"
+    assert all((REPO / shlex.split(line)[1]).exists() for line in dockerfile.splitlines()
+               if line.startswith("COPY ") and not line.startswith("COPY pyproject"))
