@@ -54,7 +54,9 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, output: str = "labels"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = checkpoint.spec
-    wrapper = ExportWrapper(checkpoint.model, output, half=precision == "fp16").eval()
+    # The first layer as one plain convolution over RGB + maps (map scale and branch folded in):
+    # the form ONNX Runtime's first-layer split, INT8 calibration and TensorRT all expect.
+    wrapper = ExportWrapper(checkpoint.model.fused(), output, half=precision == "fp16").eval()
     example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
     tmp = path.with_name(path.name + ".tmp")

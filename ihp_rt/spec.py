@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from ihp_rt.errors import ModelError
 from ihp_rt.labels import LabelSet, get_label_set
 
-SPEC_VERSION = 1
+# 2 added map_entry and map_scale; a version-1 spec means ("concat", 1.0), as those models ran.
+SPEC_VERSION = 2
+SUPPORTED_SPEC_VERSIONS = (1, 2)
+MAP_ENTRIES = ("concat", "branch")
 # Keys of the ONNX metadata_props an exported model carries (see export/to_onnx.py).
 ONNX_SPEC_KEY = "ihp_rt.spec"
 ONNX_OUTPUT_KEY = "ihp_rt.output"
@@ -37,12 +40,18 @@ class ModelSpec:
     cap: int = 255
     first_kernel: int = 7
     model_version: str = "untrained"
+    map_entry: str = "concat"  # how the click maps enter the first layer (ihp_rt/model/input_stem.py)
+    map_scale: float = 1.0  # units the maps are learned in: the network sees maps * map_scale
 
     def __post_init__(self) -> None:
         if not 32 <= self.input_size <= 2048:
             raise ModelError(f"input_size must be in 32..2048, got {self.input_size}")
         if self.first_kernel % 2 != 1:
             raise ModelError(f"first_kernel must be odd, got {self.first_kernel}")
+        if self.map_entry not in MAP_ENTRIES:
+            raise ModelError(f"map_entry must be one of {MAP_ENTRIES}, got {self.map_entry!r}")
+        if not 0 < self.map_scale <= 1:
+            raise ModelError(f"map_scale must be in (0, 1], got {self.map_scale}")
 
     @property
     def num_classes(self) -> int:
@@ -65,13 +74,18 @@ class ModelSpec:
             "cap": self.cap,
             "first_kernel": self.first_kernel,
             "model_version": self.model_version,
+            "map_entry": self.map_entry,
+            "map_scale": self.map_scale,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
         version = d.get("spec_version")
-        if version != SPEC_VERSION:
-            raise ModelError(f"model spec version {version!r} is not supported (expected {SPEC_VERSION})")
+        if version not in SUPPORTED_SPEC_VERSIONS:
+            raise ModelError(f"model spec version {version!r} is not supported (this ihp-rt reads "
+                             f"{', '.join(map(str, SUPPORTED_SPEC_VERSIONS))}); upgrade ihp-rt")
+        if version == 1 and ("map_entry" in d or "map_scale" in d):
+            raise ModelError("malformed model spec: version 1 has no map_entry / map_scale")
         try:
             return cls(
                 labels=LabelSet.from_dict(d["labels"]),
@@ -82,6 +96,8 @@ class ModelSpec:
                 cap=int(d["cap"]),
                 first_kernel=int(d["first_kernel"]),
                 model_version=str(d["model_version"]),
+                map_entry=str(d.get("map_entry", "concat")) if version == 1 else str(d["map_entry"]),
+                map_scale=float(d.get("map_scale", 1.0)) if version == 1 else float(d["map_scale"]),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"malformed model spec: {e!r}") from None

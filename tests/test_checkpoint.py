@@ -81,3 +81,46 @@ def test_ship_writes_agreeing_checkpoint_and_onnx(tmp_path) -> None:
         session.add_click(10, 10, 2)
         masks.append(session.predict().labels)
     assert (masks[0] == masks[1]).mean() >= 0.999
+
+
+def test_spec_version_1_files_keep_their_behaviour_and_unknown_versions_are_refused(tmp_path) -> None:
+    """Files written before map_entry / map_scale existed load as the concatenated raw maps they
+    were trained with; a newer version or a malformed v1 is a clear error, never other masks."""
+    spec = ModelSpec(labels=get_label_set("ppp"), input_size=64)
+    model = build_model(spec, seed=2).eval()
+    path = save_checkpoint(tmp_path / "v2.pt", model, spec)
+    payload = torch.load(path, weights_only=True)
+    old = {k: v for k, v in payload["spec"].items() if k not in ("map_entry", "map_scale")}
+    torch.save({**payload, "spec": {**old, "spec_version": 1}}, tmp_path / "v1.pt")
+    loaded = load_checkpoint(tmp_path / "v1.pt")
+    assert (loaded.spec.map_entry, loaded.spec.map_scale) == ("concat", 1.0) and loaded.spec == spec
+    x = torch.randn(1, spec.in_channels, 64, 64)
+    x[:, 3:] *= 255
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x), model(x))
+    torch.save({**payload, "spec": {**payload["spec"], "spec_version": 3}}, tmp_path / "v3.pt")
+    with pytest.raises(ModelError, match="spec version 3 is not supported"):
+        load_checkpoint(tmp_path / "v3.pt")
+    torch.save({**payload, "spec": {**payload["spec"], "spec_version": 1}}, tmp_path / "v1bad.pt")
+    with pytest.raises(ModelError, match="version 1 has no map_entry"):
+        load_checkpoint(tmp_path / "v1bad.pt")
+
+
+def test_shipped_default_model_loads() -> None:
+    from ihp_rt.zoo import default_model_path
+
+    ckpt = load_checkpoint(default_model_path())
+    assert ckpt.spec.labels.name == "ccp_coarse" and ckpt.spec.map_entry in ("concat", "branch")
+
+
+@pytest.mark.parametrize(("entry", "scale"), [("concat", 1 / 255), ("branch", 1.0)])
+def test_map_entry_round_trips(tmp_path, entry: str, scale: float) -> None:
+    from ihp_rt.model import default_spec
+
+    spec = default_spec(get_label_set("ppp"), "efficientnet_lite0", input_size=64, map_entry=entry, map_scale=scale)
+    model = build_model(spec, seed=1).eval()
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, spec))
+    assert ckpt.spec == spec and ckpt.spec.first_kernel == 3 and ckpt.spec.mean[0] == pytest.approx(127 / 255)
+    x = torch.randn(1, spec.in_channels, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(ckpt.model(x), model(x))

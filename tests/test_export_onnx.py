@@ -159,15 +159,30 @@ def test_cli_int8_export_is_quantised_self_describing_and_runs(tmp_path, tiny_ch
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("backbone", ["mobilenetv3_large", "resnet18"])
-def test_cached_stem_equals_the_whole_graph(backbone, tmp_path, rng) -> None:
+@pytest.mark.parametrize(("backbone", "entry", "scale"), [
+    ("mobilenetv3_large", "concat", 1.0), ("resnet18", "concat", 1.0),
+    ("efficientnet_lite0", "concat", 1 / 255), ("efficientnet_lite0", "branch", 1.0),
+    ("efficientnet_lite0", "branch", 1 / 16),
+])
+def test_cached_stem_equals_the_whole_graph(backbone, entry, scale, tmp_path, rng) -> None:
     """The CPU backend runs the first convolution once per image and patches it per click; its
-    logits equal the unsplit graph's on the same clicks, for every click count."""
+    logits equal the unsplit graph's on the same clicks, for every click count. The unsplit
+    graph equals PyTorch's unfused network (map scale and map branch folded in by the export)."""
+    import torch
+
     from ihp_rt.encoding import encode_reference
     from ihp_rt.labels import get_label_set
+    from ihp_rt.model import default_spec
 
-    spec = ModelSpec(labels=get_label_set("ppp"), backbone=backbone, input_size=96)
-    path = export_onnx(Checkpoint(build_model(spec, seed=1).eval(), spec, {}), tmp_path / "m.onnx", output="logits")
+    spec = default_spec(get_label_set("ppp"), backbone, input_size=96, map_entry=entry, map_scale=scale)
+    model = build_model(spec, seed=1).eval()
+    stem = model.encoder.stem if backbone != "resnet18" else model.encoder.stem[0]
+    with torch.no_grad():  # the maps must matter: give them weights of the size the RGB weights have
+        weight = stem.maps.weight if entry == "branch" else stem.conv.weight[:, 3:]
+        weight.normal_(0, float(stem.conv.weight[:, :3].std()) / scale / 255)
+        if entry == "branch":
+            stem.maps_gain.fill_(0.7)
+    path = export_onnx(Checkpoint(model, spec, {}), tmp_path / "m.onnx", output="logits")
     backend = open_backend(str(path), "onnxruntime")
     (stem_input,) = [i.name for i in backend.session.get_inputs() if i.name != "input"]  # the graph was cut
     whole = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -177,6 +192,9 @@ def test_cached_stem_equals_the_whole_graph(backbone, tmp_path, rng) -> None:
     for k in (0, 1, 5, 12):
         maps = encode_reference(clicks[:k], spec.num_classes, 96, 96).astype(np.float32)
         (logits,) = whole.run(None, {"input": np.concatenate([image, maps])[None]})
+        with torch.inference_mode():
+            reference = model(torch.from_numpy(np.concatenate([image, maps])[None])).numpy()
+        assert np.abs(reference - logits).max() <= 1e-3 * np.abs(reference).max()
         ours = backend.session.run(None, {stem_input: _patched(backend, clicks[:k]),
                                           "input": backend._input})[0]
         assert np.abs(ours - logits).max() <= 1e-3 * np.abs(logits).max()

@@ -2,6 +2,8 @@
 
 from ihp_rt.model.backbones import BACKBONES
 from ihp_rt.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ihp_rt.model.deeplab import DeepLabV3Plus, build_model
+from ihp_rt.model.deeplab import DeepLabV3Plus, build_model, default_spec
 
-__all__ = ["BACKBONES", "Checkpoint", "DeepLabV3Plus", "build_model", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "BACKBONES", "Checkpoint", "DeepLabV3Plus", "build_model", "default_spec", "load_checkpoint", "save_checkpoint",
+]

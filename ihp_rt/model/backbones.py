@@ -4,8 +4,10 @@ Written here rather than taken from timm / segmentation-models-pytorch: both imp
 torchvision at import time, and no torchvision build matches the CPU torch 2.13.0 wheel this
 project pins (PyPI's fails with "operator torchvision::nms does not exist"). The layer layouts
 follow the published architectures (He et al. 2016; Howard et al. 2019) with output stride 16
-(last stage dilated instead of strided), as DeepLabV3+ uses them. The stem convolution is
-``first_kernel`` x ``first_kernel`` over ``in_channels`` (RGB + click maps), as in the paper.
+(last stage dilated instead of strided), as DeepLabV3+ uses them. The stem is an
+:class:`InputStem`: a ``first_kernel`` x ``first_kernel`` convolution over RGB + click maps, as in
+the paper, or with the maps in a branch of their own (``map_entry``). EfficientNet-Lite lives in
+:mod:`ihp_rt.model.efficientnet_lite`.
 """
 
 from __future__ import annotations
@@ -15,18 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-
-def conv_bn_act(
-    cin: int, cout: int, k: int, stride: int = 1, dilation: int = 1, groups: int = 1,
-    act: type[nn.Module] | None = nn.ReLU,
-) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation, groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
-    if act is not None:
-        layers.append(act(inplace=True))
-    return nn.Sequential(*layers)
+from ihp_rt.model.efficientnet_lite import EfficientNetLite
+from ihp_rt.model.input_stem import InputStem, MapEntry
+from ihp_rt.model.layers import InvertedResidual, conv_bn_act
 
 
 class BasicBlock(nn.Module):
@@ -71,13 +64,9 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     """ResNet with a dilated last stage (output stride 16)."""
 
-    def __init__(self, block: type[BasicBlock | Bottleneck], depths: tuple[int, ...],
-                 in_channels: int, first_kernel: int) -> None:
+    def __init__(self, block: type[BasicBlock | Bottleneck], depths: tuple[int, ...], entry: MapEntry) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            conv_bn_act(in_channels, 64, first_kernel, stride=2),
-            nn.MaxPool2d(3, 2, 1),
-        )
+        self.stem = nn.Sequential(InputStem(entry, 64, stride=2, act=nn.ReLU), nn.MaxPool2d(3, 2, 1))
         cin = 64
         stages = []
         layout = zip((64, 128, 256, 512), depths, (1, 2, 2, 1), (1, 1, 1, 2), strict=True)
@@ -94,46 +83,6 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = self.layer1(self.stem(x))
         return low, self.layer4(self.layer3(self.layer2(low)))
-
-
-def _make_divisible(v: float, divisor: int = 8) -> int:
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        hidden = _make_divisible(channels / 4)
-        self.gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(channels, hidden, 1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, channels, 1),
-            nn.Hardsigmoid(inplace=True),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, k: int, exp: int, cout: int, se: bool, act: type[nn.Module],
-                 stride: int, dilation: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        if exp != cin:
-            layers.append(conv_bn_act(cin, exp, 1, act=act))
-        layers.append(conv_bn_act(exp, exp, k, stride, dilation, groups=exp, act=act))
-        if se:
-            layers.append(SqueezeExcite(exp))
-        layers.append(conv_bn_act(exp, cout, 1, act=None))
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.body(x)
-        return x + y if self.residual else y
 
 
 # (kernel, expansion, out, squeeze-excite, hard-swish, stride) of MobileNetV3-Large.
@@ -159,9 +108,9 @@ _MBV3_LARGE = (
 class MobileNetV3Large(nn.Module):
     """MobileNetV3-Large with its last stage dilated (output stride 16)."""
 
-    def __init__(self, in_channels: int, first_kernel: int) -> None:
+    def __init__(self, entry: MapEntry) -> None:
         super().__init__()
-        self.stem = conv_bn_act(in_channels, 16, first_kernel, stride=2, act=nn.Hardswish)
+        self.stem = InputStem(entry, 16, stride=2, act=nn.Hardswish)
         blocks, cin, dilation = [], 16, 1
         for k, exp, cout, se, hs, stride in _MBV3_LARGE:
             if stride == 2 and len(blocks) == 12:
@@ -179,9 +128,11 @@ class MobileNetV3Large(nn.Module):
         return low, self.high(low)
 
 
-BACKBONES: dict[str, Callable[[int, int], nn.Module]] = {
-    "resnet18": lambda cin, k: ResNet(BasicBlock, (2, 2, 2, 2), cin, k),
-    "resnet50": lambda cin, k: ResNet(Bottleneck, (3, 4, 6, 3), cin, k),
-    "resnet101": lambda cin, k: ResNet(Bottleneck, (3, 4, 23, 3), cin, k),
-    "mobilenetv3_large": lambda cin, k: MobileNetV3Large(cin, k),
+BACKBONES: dict[str, Callable[[MapEntry], nn.Module]] = {
+    "resnet18": lambda entry: ResNet(BasicBlock, (2, 2, 2, 2), entry),
+    "resnet50": lambda entry: ResNet(Bottleneck, (3, 4, 6, 3), entry),
+    "resnet101": lambda entry: ResNet(Bottleneck, (3, 4, 23, 3), entry),
+    "mobilenetv3_large": MobileNetV3Large,
+    "efficientnet_lite0": lambda entry: EfficientNetLite("efficientnet_lite0", entry),
+    "efficientnet_lite2": lambda entry: EfficientNetLite("efficientnet_lite2", entry),
 }

