@@ -68,6 +68,32 @@ def decode_image(source: str | Path | bytes, what: str = "upload") -> np.ndarray
     return check_image(np.ascontiguousarray(rgb))
 
 
+# What Pillow's ImageOps.exif_transpose does for each EXIF orientation value.
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The photo's EXIF orientation (1 = as stored), read from the header only."""
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, ValueError):
+        return 1
+
+
+def turn_like_photo(labels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply the turn that :func:`read_image` applies to a photo with this EXIF orientation."""
+    method = EXIF_TRANSPOSE.get(orientation)
+    if method is None:
+        return labels
+    return np.asarray(Image.fromarray(labels).transpose(method)).copy()
+
+
 def write_label_png(path: str | Path, labels: np.ndarray) -> Path:
     """8-bit single-channel PNG of class ids (the LIP/CIHP annotation format)."""
     path = Path(path)

@@ -203,3 +203,30 @@ def test_open_dataset_on_the_shared_ccp_folder() -> None:
     assert isinstance(data, FolderDataset) and data.label_set.num_classes == 59
     sample = data[0]  # one sample only: this is a smoke check of the real files
     assert sample.image.shape[:2] == sample.labels.shape and sample.labels.max() < 59
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 6, 8])
+@pytest.mark.parametrize("drawn_on", ["stored", "shown"])
+def test_exif_turned_photos_stay_aligned_with_their_labels(tmp_path, orientation: int, drawn_on: str) -> None:
+    """A photo with an EXIF orientation is turned on reading; its label map turns with it,
+    unless it was drawn on the photo as viewers show it (then it already has the turned shape)."""
+    import json
+
+    from ihp_rt.images import EXIF_ORIENTATION, EXIF_TRANSPOSE
+
+    rng = np.random.default_rng(orientation)
+    labels = rng.integers(0, 3, (30, 44)).astype(np.uint8)  # stored pixels: 44 wide, 30 high
+    photo = np.repeat(labels[..., None] * 80, 3, axis=2).astype(np.uint8)  # colour encodes the label
+    (tmp_path / "images").mkdir()
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    Image.fromarray(photo).save(tmp_path / "images" / "p.png", exif=exif)
+    turned = np.asarray(Image.fromarray(labels).transpose(EXIF_TRANSPOSE[orientation]))
+    if drawn_on == "shown" and orientation in (6, 8):
+        write_label_png(tmp_path / "labels" / "p.png", np.ascontiguousarray(turned))
+    else:
+        write_label_png(tmp_path / "labels" / "p.png", labels)
+    (tmp_path / "manifest.json").write_text(json.dumps({"classes": {"0": "background", "1": "a", "2": "b"}}))
+    sample = FolderDataset(tmp_path)[0]
+    assert sample.image.shape[:2] == turned.shape
+    assert np.array_equal(sample.image[..., 0] // 80, sample.labels)

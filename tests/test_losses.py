@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ihp_rt.training.losses import adjacent_pairs, balanced_cross_entropy, sp_loss
+from ihp_rt.training.losses import adjacent_pairs, balanced_cross_entropy, cross_entropy, sp_loss
 
 
 def test_balanced_ce_equals_plain_ce_when_classes_are_balanced() -> None:
@@ -34,6 +34,28 @@ def test_balanced_ce_weights_rare_classes_up() -> None:
     got = balanced_cross_entropy(logits, target, clicks).item()
     assert got == pytest.approx(expected, rel=1e-5)
     assert got > F.cross_entropy(logits, target).item()
+
+
+def test_weightings_plain_and_square_rooted_by_hand() -> None:
+    """The same rare-pixel case: plain CE ignores frequencies, sqrt_balanced takes the square
+    root of every weight (background / rare-part gap narrowed from 15x to about 3.9x)."""
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 0, 0] = 1
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[:, 0] = 2.0
+    clicks = torch.tensor([[[0, 0, 1], [2, 2, 0], [3, 3, 0], [1, 3, 0]]])
+    lse = math.log(math.exp(2) + 1)
+    l0, l1 = lse - 2, lse
+
+    def weighted(w0: float, w1: float) -> float:
+        return (15 * w0 * l0 + w1 * l1) / (15 * w0 + w1)
+    soft = 0.5 * weighted(math.sqrt(16 / 30), math.sqrt(8)) + 0.5 * weighted(math.sqrt(4 / 6), math.sqrt(2))
+    assert cross_entropy(logits, target, clicks, "sqrt_balanced").item() == pytest.approx(soft, rel=1e-5)
+    assert cross_entropy(logits, target, clicks, "plain").item() == pytest.approx((15 * l0 + l1) / 16, rel=1e-5)
+    paper = balanced_cross_entropy(logits, target, clicks)
+    assert torch.equal(cross_entropy(logits, target, clicks, "balanced"), paper)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        cross_entropy(logits, target, clicks, "focal")
 
 
 def test_ignore_pixels_do_not_count() -> None:

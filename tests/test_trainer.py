@@ -85,3 +85,54 @@ def test_batchnorm_recalibration_gives_the_exact_average_of_batch_statistics() -
     expected = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
     assert torch.allclose(model[1].running_mean, expected, atol=1e-5)
     assert model[1].momentum == 0.1 and not model.training
+
+
+def test_resume_moves_the_optimizer_state_to_the_training_device(synthetic_folder, tmp_path) -> None:
+    """A run saved on one device resumes on another: the optimizer state follows the parameters.
+
+    'meta' stands in for a GPU here (no data, but a device of its own); before the fix the state
+    was loaded while the parameters were still on the CPU and stayed there."""
+    from ihp_rt.data import FolderDataset
+    from ihp_rt.model import default_spec
+    from ihp_rt.training.trainer import restore
+
+    run = tmp_path / "run"
+    cfg = config(synthetic_folder, run, steps=2, checkpoint_every=2)
+    train(cfg, progress=False)
+    spec = default_spec(FolderDataset(synthetic_folder).label_set, cfg.backbone, input_size=cfg.input_size,
+                        model_version=cfg.model_version)
+    cfg.device = "meta"
+    model, optimizer, step, _ = restore(run, spec, cfg)
+    assert step == 2
+    states = [optimizer.state[p] for p in model.parameters() if p in optimizer.state]
+    assert states and all(s["exp_avg"].device.type == "meta" for s in states)
+    assert all(p.device.type == "meta" for p in model.parameters())
+
+
+def test_batchnorm_batches_never_shorten_a_training_epoch(synthetic_folder) -> None:
+    """With loader workers, drawing the BatchNorm batches mid-epoch must leave the epoch whole."""
+    from ihp_rt.training.trainer import make_loaders
+
+    samples = list(range(10))
+    cfg = TrainConfig(batch_size=2, workers=1, seed=0)
+    loader, bn_loader = make_loaders(samples, cfg, step=0)
+    seen = []
+    for i, batch in enumerate(loader):
+        seen += batch.tolist()
+        if i == 1:
+            assert len(list(bn_loader)) == 5  # a whole pass of re-estimation batches
+    assert sorted(seen) == samples
+
+
+@pytest.mark.slow
+def test_pretrained_lite_run_with_branch_maps_and_bf16(synthetic_folder, tmp_path) -> None:
+    """The new recipe's pieces run end to end: ImageNet encoder, map branch, plain CE, bfloat16."""
+    run = tmp_path / "run"
+    last = train(config(synthetic_folder, run, steps=6, backbone="efficientnet_lite0", pretrained=True,
+                        map_entry="branch", map_scale=1 / 16, ce_weighting="plain", autocast_bf16=True,
+                        lr=1e-3), progress=False)
+    ckpt = load_checkpoint(last)
+    assert ckpt.spec.backbone == "efficientnet_lite0" and ckpt.spec.map_entry == "branch"
+    assert ckpt.spec.first_kernel == 3 and ckpt.spec.map_scale == 1 / 16
+    assert all(np.isfinite(losses(run)))
+    assert ckpt.model.encoder.stem.maps.weight.abs().sum() > 0  # the maps were learned from zero

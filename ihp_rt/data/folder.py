@@ -13,11 +13,12 @@ import numpy as np
 from PIL import Image
 
 from ihp_rt.errors import InputError
-from ihp_rt.images import read_image
+from ihp_rt.images import exif_orientation, read_image, turn_like_photo
 from ihp_rt.labels import LabelMapping, LabelSet, voc_palette
 
 IGNORE = 255  # what a LabelMapping turns unmapped classes (and the data's own ignore id) into
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,13 @@ class PairDataset:
         name = self.names[index]
         image_path, label_path = self.pairs[name]
         image, labels = read_image(image_path), read_label_png(label_path)
+        # read_image turns a photo by its EXIF orientation; a label map drawn on the stored pixels
+        # must turn with it. One that already has the turned shape (a 90-degree turn of a
+        # non-square photo) was drawn on the photo as viewers show it and stays as it is.
+        orientation = exif_orientation(image_path)
+        drawn_turned = orientation in QUARTER_TURNS and labels.shape == image.shape[:2] != image.shape[1::-1]
+        if orientation != 1 and not drawn_turned:
+            labels = turn_like_photo(labels, orientation)
         if image.shape[:2] != labels.shape:
             raise InputError(f"{name}: image {image.shape[:2]} and label map {labels.shape} differ in size")
         if self.lut is not None:

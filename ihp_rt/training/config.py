@@ -20,6 +20,9 @@ class TrainConfig:
     label_mapping: str | None = "ccp_coarse"  # merge of the data's classes; None: use them as they are
     val_count: int = 64  # images held out for validation (a seeded split of the folder)
     backbone: str = "mobilenetv3_large"
+    pretrained: bool = False  # start the encoder from its ImageNet weights (EfficientNet-Lite only)
+    map_entry: str = "concat"  # how the click maps enter: concat (the paper) | branch (ihp_rt/model/input_stem.py)
+    map_scale: float = 1.0  # the network sees maps * map_scale (1: raw 0..255 units)
     input_size: int = 473
     crop: tuple[int, int] = (384, 256)  # (height, width) of training crops
     scale: tuple[float, float] = (0.5, 1.5)
@@ -34,12 +37,14 @@ class TrainConfig:
     poly_power: float = 0.9
     strategy: str = "random"  # random | near_edge | random_only
     extra_clicks: tuple[int, int] = (1, 15)
+    ce_weighting: str = "balanced"  # plain | balanced (the paper) | sqrt_balanced (losses.py)
     sp_lambda: float | None = None  # None: 1 for random, 3 for near_edge (the paper's choice)
     d_margin: int = 10
     seed: int = 0
     workers: int = 1
     threads: int | None = None
     device: str = "cpu"
+    autocast_bf16: bool = False  # bfloat16 autocast of forward and loss (CPUs with AVX-512 BF16, GPUs)
     checkpoint_every: int = 50
     bn_recalibration_batches: int = 20  # batches that re-estimate BatchNorm statistics at the end
     val_every: int = 0  # steps between validations (0: only at the end)

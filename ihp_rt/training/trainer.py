@@ -21,12 +21,12 @@ from ihp_rt.data.folder import FolderDataset
 from ihp_rt.errors import InputError
 from ihp_rt.evaluation import evaluate
 from ihp_rt.labels import get_label_mapping
-from ihp_rt.model import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from ihp_rt.model import Checkpoint, build_model, default_spec, load_checkpoint, save_checkpoint
 from ihp_rt.session import Session
 from ihp_rt.spec import ModelSpec
 from ihp_rt.training.config import TrainConfig
 from ihp_rt.training.dataset import Augment, ClickTrainingSet
-from ihp_rt.training.losses import balanced_cross_entropy, sp_loss
+from ihp_rt.training.losses import cross_entropy, sp_loss
 
 LOG_FIELDS = ("step", "seconds", "lr", "loss", "ce", "sp")
 
@@ -54,6 +54,44 @@ def poly_lr(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
     if cfg.time_limit_min:
         progress = max(progress, seconds / (cfg.time_limit_min * 60))
     return cfg.lr * (1 - min(progress, 1.0)) ** cfg.poly_power
+
+
+def make_loaders(samples: torch.utils.data.Dataset, cfg: TrainConfig, step: int) -> tuple:
+    """(training loader, loader for BatchNorm re-estimation).
+
+    The second draws its own batches in the main process: iterating the training loader for it
+    mid-epoch would restart its persistent workers and end the training epoch early.
+    """
+    generator = torch.Generator().manual_seed(cfg.seed + step)
+    loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=cfg.workers, generator=generator,
+                                         persistent_workers=cfg.workers > 0)
+    bn_loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                            generator=torch.Generator().manual_seed(cfg.seed + 1))
+    return loader, bn_loader
+
+
+def restore(out: Path, spec: ModelSpec, cfg: TrainConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float]:
+    """(model, optimizer, step, seconds) of the run in ``out``, or a fresh start.
+
+    The model is moved to ``cfg.device`` before the optimizer exists, so its saved state is
+    loaded onto the parameters' device (a run interrupted on the CPU resumes on a GPU and back).
+    """
+    last, resume = out / "last.pt", out / "resume.pt"
+    if last.is_file() and resume.is_file():
+        checkpoint = load_checkpoint(last)
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        if checkpoint.spec != spec or state["step"] != checkpoint.training.get("step"):
+            raise InputError(f"{out} holds a run of another configuration; choose a new --out")
+        model = checkpoint.model.train().to(cfg.device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, cfg)
+        optimizer.load_state_dict(state["optimizer"])
+        print(f"resuming {out} at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
+        return model, optimizer, state["step"], state["seconds"]
+    model = build_model(spec, seed=cfg.seed, pretrained=cfg.pretrained).train()
+    # channels-last makes the CPU (oneDNN) convolutions about 20 % faster here, and suits GPUs too.
+    model.to(cfg.device, memory_format=torch.channels_last)
+    return model, make_optimizer(model, cfg), 0, 0.0
 
 
 def validate(checkpoint: Checkpoint, dataset: FolderDataset, corrections: int, seed: int) -> dict:
@@ -99,32 +137,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     mapping = get_label_mapping(cfg.label_mapping) if cfg.label_mapping else None
     folder = FolderDataset(cfg.data, mapping)
     train_names, val_names = split_names(folder, cfg.val_count, cfg.seed)
-    spec = ModelSpec(labels=folder.label_set, backbone=cfg.backbone, input_size=cfg.input_size,
-                     model_version=cfg.model_version)
+    spec = default_spec(folder.label_set, cfg.backbone, input_size=cfg.input_size, model_version=cfg.model_version,
+                        map_entry=cfg.map_entry, map_scale=cfg.map_scale)
     last, resume = out / "last.pt", out / "resume.pt"
-    step, elapsed = 0, 0.0
-    if last.is_file() and resume.is_file():
-        checkpoint = load_checkpoint(last)
-        state = torch.load(resume, weights_only=True)
-        if checkpoint.spec != spec or state["step"] != checkpoint.training.get("step"):
-            raise InputError(f"{out} holds a run of another configuration; choose a new --out")
-        model = checkpoint.model.train()
-        optimizer = make_optimizer(model, cfg)
-        optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["seconds"]
-        print(f"resuming {out} at step {step} ({elapsed / 60:.1f} min trained)")
-    else:
-        model = build_model(spec, seed=cfg.seed).train()
-        optimizer = make_optimizer(model, cfg)
-    # channels-last makes the CPU (oneDNN) convolutions about 20 % faster here, and suits GPUs too.
-    model.to(cfg.device, memory_format=torch.channels_last)
+    model, optimizer, step, elapsed = restore(out, spec, cfg)
 
     samples = ClickTrainingSet(folder.subset(train_names), spec, Augment(cfg.crop, cfg.scale, cfg.flip),
                                cfg.strategy, cfg.extra_clicks, cfg.d_margin, cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed + step)
-    loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=cfg.workers, generator=generator,
-                                         persistent_workers=cfg.workers > 0)
+    loader, bn_loader = make_loaders(samples, cfg, step)
     log_path = out / "log.csv"
     new_log = not log_path.is_file() or step == 0
     log_file = log_path.open("w" if new_log else "a", newline="")
@@ -152,9 +172,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 group["lr"] = lr
             x = x.to(cfg.device, memory_format=torch.channels_last)
             labels, clicks = labels.to(cfg.device), clicks.to(cfg.device)
-            logits, features = model(x, return_features=True)
-            ce = balanced_cross_entropy(logits, labels, clicks)
-            sp = sp_loss(features, labels, clicks) if sp_lambda > 0 else ce * 0
+            with torch.autocast(torch.device(cfg.device).type, torch.bfloat16, enabled=cfg.autocast_bf16):
+                logits, features = model(x, return_features=True)
+            ce = cross_entropy(logits.float(), labels, clicks, cfg.ce_weighting)
+            sp = sp_loss(features.float(), labels, clicks) if sp_lambda > 0 else ce * 0
             loss = ce + sp_lambda * sp
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"loss became {loss.item()} at step {step}; lower the learning rate")
@@ -171,7 +192,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 save()
             if cfg.val_every and step % cfg.val_every == 0:
                 snapshot = copy.deepcopy(model)
-                recalibrate_batchnorm(snapshot, loader, cfg.bn_recalibration_batches, cfg.device)
+                recalibrate_batchnorm(snapshot, bn_loader, cfg.bn_recalibration_batches, cfg.device)
                 scores = validate(Checkpoint(snapshot, spec), folder.subset(val_names[:16]), cfg.val_corrections, 0)
                 tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
             if not budget_left():
@@ -180,7 +201,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     # The running BatchNorm statistics lag far behind weights trained from scratch at this learning
     # rate (eval-mode pixel accuracy 13 % vs 72 % in train mode, measured): recompute them exactly
     # for the final weights before saving. Running `train` again on a finished run only redoes this.
-    recalibrate_batchnorm(model, loader, cfg.bn_recalibration_batches, cfg.device)
+    recalibrate_batchnorm(model, bn_loader, cfg.bn_recalibration_batches, cfg.device)
     save()
     log_file.close()
     plot_losses(log_path, out / "loss.png")
