@@ -8,26 +8,39 @@ PAPER = {"ms": 20.0, "gpu_mb": 1799.0, "gpu": "TITAN Xp", "model": "DeepLabV3+ R
 
 
 def markdown(report: dict) -> str:
+    """The table; with several models, a model column and each row's p50 against the first model's."""
     runs = [r for r in report["results"] if "error" not in r]
-    base = next((r for r in runs if r["backend"] == "torch"), None)
-    lines = [f"Model: {report['model']} ({report['size']}x{report['size']}); machine: {report['machine']['cpu']}, "
+    models = report.get("models", [report["model"]])
+    several = len(models) > 1
+    torch_p50 = {r.get("model"): r["p50_ms"] for r in runs if r["backend"] == "torch"}
+    first_p50 = {r["backend"]: r["p50_ms"] for r in runs if r.get("model", models[0]) == models[0]}
+    what = f"Models: {', '.join(models)}" if several else f"Model: {report['model']}"
+    lines = [f"{what} ({report['size']}x{report['size']}); machine: {report['machine']['cpu']}, "
              f"{report['machine']['cores']} cores, GPU: {report['machine'].get('gpu') or 'none'}", "",
-             "| backend | engine | p50 ms | p95 ms | p99 ms | mean ms | encode | network | download | map back "
-             "| once per image ms | peak RSS MB | GPU MB | p50 vs torch |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             ("| model " if several else "") + "| backend | engine | p50 ms | p95 ms | p99 ms | mean ms | encode "
+             "| network | download | map back | once per image ms | peak RSS MB | GPU MB | p50 vs torch |"
+             + (" p50 vs first model |" if several else ""),
+             ("|---" if several else "") + "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+             + ("---:|" if several else "")]
     for r in runs:
         s = r["stages_median_ms"]
-        ratio = f"{base['p50_ms'] / r['p50_ms']:.2f}x" if base else "-"
+        base = torch_p50.get(r.get("model"))
+        ratio = f"{base / r['p50_ms']:.2f}x" if base else "-"
         gpu = "-" if r["gpu_memory_mb"] is None else f"{r['gpu_memory_mb']:.0f}"
-        lines.append(f"| {r['backend']} | {r['engine']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
-                     f"{r['mean_ms']:.1f} | {s['encode_ms']:.2f} | {s['network_ms']:.1f} | {s['download_ms']:.2f} | "
-                     f"{s['map_back_ms']:.2f} | {r['set_image_median_ms']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} | "
-                     f"{ratio} |")
+        row = (f"| {r['backend']} | {r['engine']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+               f"{r['mean_ms']:.1f} | {s['encode_ms']:.2f} | {s['network_ms']:.1f} | {s['download_ms']:.2f} | "
+               f"{s['map_back_ms']:.2f} | {r['set_image_median_ms']:.1f} | {r['peak_rss_mb']:.0f} | {gpu} | {ratio} |")
+        if several:
+            first = first_p50.get(r["backend"])
+            row = f"| {r['model']} " + row + (f" {r['p50_ms'] / first:.2f}x |" if first else " - |")
+        lines.append(row)
+    pad = " |" * (13 if several else 12)
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['backend']} | failed: {r['error']} |" + " |" * 12)
+            who = f"| {r['model']} " if several else ""
+            lines.append(who + f"| {r['backend']} | failed: {r['error']} |" + pad)
     for name, why in report.get("skipped", {}).items():
-        lines.append(f"| {name} | not run: {why} |" + " |" * 12)
+        lines.append(("| all " if several else "") + f"| {name} | not run: {why} |" + pad)
     lines += ["", f"Paper (Clicking Matters, {PAPER['gpu']}, {PAPER['model']}): {PAPER['ms']:.0f} ms per image, "
               f"{PAPER['gpu_mb']:.0f} MB GPU memory."]
     return "\n".join(lines) + "\n"
@@ -41,7 +54,8 @@ def chart(report: dict, path: Path) -> Path:
 
     runs = [r for r in report["results"] if "error" not in r]
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(runs) + 1.5))
-    names = [r["backend"] for r in runs]
+    several = len(report.get("models", [])) > 1
+    names = [f"{r['model']}: {r['backend']}" if several else r["backend"] for r in runs]
     p50 = [r["p50_ms"] for r in runs]
     err = [[0] * len(runs), [r["p95_ms"] - r["p50_ms"] for r in runs]]
     ax.barh(names, p50, xerr=err, color="#4c72b0", capsize=4)
@@ -49,7 +63,7 @@ def chart(report: dict, path: Path) -> Path:
         ax.text(v, i, f" {v:.0f} ms", va="center")
     ax.axvline(PAPER["ms"], color="grey", linestyle="--", label=f"paper: {PAPER['ms']:.0f} ms ({PAPER['gpu']})")
     ax.set_xlabel("per-click latency, p50 (bar) to p95 (whisker), ms")
-    ax.set_title(f"{report['model']} at {report['size']} px")
+    ax.set_title(f"{', '.join(report.get('models', [report['model']]))} at {report['size']} px")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

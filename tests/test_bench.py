@@ -4,6 +4,7 @@ report's structure and sanity (never its times)."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ihp_rt.benchmarks.run import run_benchmark
@@ -42,3 +43,28 @@ def test_bench_reports_every_backend(tiny_checkpoint, tmp_path) -> None:
     assert "| onnxruntime-int8 |" in md and "20 ms per image" in md
     with Image.open(tmp_path / "bench.png") as im:
         assert im.size[0] > 300
+
+
+def test_bench_compares_models_side_by_side_in_one_run(tiny_checkpoint, tmp_path) -> None:
+    """Several models take turns round by round; each row names its model and the table gives
+    each model's p50 against the first model's on the same backend."""
+    from ihp_rt.errors import InputError
+    from ihp_rt.model import Checkpoint, build_model, default_spec
+
+    spec = default_spec(tiny_checkpoint.spec.labels, "efficientnet_lite0", input_size=tiny_checkpoint.spec.input_size)
+    other = Checkpoint(build_model(spec, seed=0).eval(), spec)
+    order = []
+    run_benchmark(tiny_checkpoint, "old", ["onnxruntime"], tmp_path, EXAMPLES / "astronaut.jpg", clicks=2,
+                  warmup=1, clicks_per_image=2, rounds=2, progress=order.append, also=[(other, "new")])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["models"] == ["old", "new"]
+    assert [(r["model"], r["backend"]) for r in saved["results"]] == [("old", "onnxruntime"), ("new", "onnxruntime")]
+    assert all(r["clicks_timed"] == 2 and r["rounds"] == 2 for r in saved["results"])
+    assert [line.split(" round")[0] for line in order] == ["old: onnxruntime", "new: onnxruntime"] * 2  # turns
+    md = (tmp_path / "bench.md").read_text()
+    new_row = next(line for line in md.splitlines() if line.startswith("| new | onnxruntime |"))
+    ratio = saved["results"][1]["p50_ms"] / saved["results"][0]["p50_ms"]
+    assert new_row.rstrip(" |").endswith(f"{ratio:.2f}x")
+    with pytest.raises(InputError, match="distinct labels"):
+        run_benchmark(tiny_checkpoint, "same", ["onnxruntime"], tmp_path, EXAMPLES / "astronaut.jpg", clicks=3,
+                      also=[(other, "same")])
