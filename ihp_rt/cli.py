@@ -278,6 +278,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ihp_rt.benchmarks.latency import BENCH_BACKENDS
     from ihp_rt.benchmarks.report import markdown
     from ihp_rt.benchmarks.run import run_benchmark
+    from ihp_rt.errors import InputError
     from ihp_rt.labels import get_label_set
     from ihp_rt.model import Checkpoint, build_model
     from ihp_rt.spec import ModelSpec
@@ -286,15 +287,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         spec = ModelSpec(labels=get_label_set("lip"), backbone="resnet101", input_size=473)
         checkpoint, label = Checkpoint(build_model(spec, seed=0).eval(), spec), "paper: DeepLabV3+ ResNet-101"
     else:
-        checkpoint = _open_checkpoint(args.model, "mobilenetv3_large", "lip")
-        label = f"{Path(args.model).stem if args.model else 'default'} ({checkpoint.spec.backbone})"
+        checkpoint = _open_checkpoint(args.model[0] if args.model else None, "mobilenetv3_large", "lip")
+        label = f"{Path(args.model[0]).stem if args.model else 'default'} ({checkpoint.spec.backbone})"
+    also = []
+    for path in (args.model or [])[1:]:
+        other = _open_checkpoint(path, "mobilenetv3_large", "lip")
+        if other.spec.input_size != checkpoint.spec.input_size:
+            raise InputError(f"{path} runs at {other.spec.input_size} px, the first model at "
+                             f"{checkpoint.spec.input_size}: compare models of one input size")
+        also.append((other, f"{Path(path).stem} ({other.spec.backbone})"))
     names = args.backends.split(",") if args.backends else list(BENCH_BACKENDS)
     calibration = None
     if any(n.endswith("int8") for n in names):
         calibration = _calibration_samples(args.calibration, checkpoint.spec, args.calibration_count)
     report = run_benchmark(checkpoint, label, names, Path(args.out), Path(args.image), args.clicks, args.warmup,
                            args.clicks_per_image, args.threads, calibration, args.rounds,
-                           args.calibration_method)
+                           args.calibration_method, also=also)
     print(markdown(report))
     print(f"wrote {args.out}/bench.json, bench.md, bench.png")
     return 0
@@ -421,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("bench", help="per-click latency and memory of every available backend")
-    p.add_argument("--model", help="checkpoint (.pt); default: the shipped model")
+    p.add_argument("--model", action="append", help="checkpoint (.pt); default: the shipped model. Repeat to compare "
+                   "models side by side in one run (rounds interleave them; README's old-vs-new figures)")
     p.add_argument("--paper", action="store_true", help="the paper's DeepLabV3+ ResNet-101 at 473 px instead")
     p.add_argument("--backends", help="comma-separated: torch,onnxruntime,onnxruntime-int8,torch-cuda,"
                    "torch-cuda-fp16,onnxruntime-cuda,tensorrt (default: all; unavailable ones are reported)")
