@@ -1,6 +1,7 @@
 """The Label Studio ML backend: its brush RLE bit for bit, and /predict on requests in Label
 Studio's documented format, with task images from a data: URI and from a stand-in Label
-Studio host on loopback that checks the API token."""
+Studio host on loopback that checks the API token. Keypoints are sent the way Label Studio's
+front end sends them: only the clicked keypoint's label group each time."""
 
 from __future__ import annotations
 
@@ -152,12 +153,14 @@ def backend(tiny_checkpoint) -> SharedBackend:
     return SharedBackend(open_backend(tiny_checkpoint, "torch"))
 
 
-def keypoint(x_pct: float, y_pct: float, label: str, positive: bool = True, size: tuple[int, int] = (100, 80)) -> dict:
-    """A smart keypoint region as Label Studio sends it in params.context.result."""
+def keypoint(x_pct: float, y_pct: float, label: str, positive: bool = True, size: tuple[int, int] = (100, 80),
+             region: str | None = None) -> dict:
+    """A smart keypoint region as Label Studio sends it in params.context.result (``region``: its
+    id, which Label Studio keeps while the keypoint lives; by default one per place)."""
     return {"original_width": size[0], "original_height": size[1], "image_rotation": 0,
             "value": {"x": x_pct, "y": y_pct, "width": 0.5, "labels": [label], "keypointlabels": [label]},
-            "is_positive": positive, "id": "k" + label[:3], "from_name": "click", "to_name": "img",
-            "type": "keypointlabels", "origin": "manual"}
+            "is_positive": positive, "id": region or f"k-{label}-{x_pct}-{y_pct}-{positive}", "from_name": "click",
+            "to_name": "img", "type": "keypointlabels", "origin": "manual"}
 
 
 def predict_body(image_url: str, points: list[dict], task_id: int = 7) -> dict:
@@ -356,3 +359,129 @@ def test_tasks_without_an_id_do_not_share_a_session(backend, tiny_checkpoint) ->
         masks.append(alone.predict().labels)
         assert np.array_equal(got, masks[-1])
     assert not np.array_equal(*masks)  # the photos do tell apart
+
+
+# -- keypoints kept per task, grouped by label (the front end sends one label's at a time) --
+
+def painted(reply, names: tuple[str, ...], height: int = 80, width: int = 100) -> np.ndarray:
+    """The label map a /predict reply's brush regions paint (the config must list every class)."""
+    assert reply.status_code == 200, reply.text
+    got = np.zeros((height, width), dtype=np.uint8)
+    for r in reply.json()["results"][0]["result"]:
+        got[decode_brush_rle(r["value"]["rle"], height, width) == 255] = names.index(r["value"]["brushlabels"][0])
+    return got
+
+
+def session_labels(backend: SharedBackend, photo: np.ndarray, clicks: list[tuple[int, int, str | int]]) -> np.ndarray:
+    """The reference: a fresh Session's label map for these pixel clicks, in this order."""
+    alone = Session(backend)
+    alone.set_image(photo)
+    for x, y, label in clicks:
+        alone.add_click(x, y, label)
+    return alone.predict().labels
+
+
+@pytest.fixture
+def lip_client(backend, tiny_checkpoint, fake_label_studio):
+    """A client for the tiny model, a config with all its classes, and a body maker for task 31."""
+    url, fetches = fake_label_studio
+    fetches.clear()
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    names = tiny_checkpoint.spec.labels.names
+
+    def ask(points: list[dict]):
+        return client.post("/label-studio/predict", json={**predict_body("/data/upload/1/photo.png", points, 31),
+                                                          "label_config": label_config(names)})
+
+    return ask, names, fetches
+
+
+# The front end's requests after each click: hair; face; upper-clothes, then a negative
+# keypoint placed with upper-clothes selected (sent with the upper-clothes group).
+HAIR, FACE = keypoint(20, 20, "hair"), keypoint(60, 70, "face")
+CLOTHES, NOT_CLOTHES = keypoint(40, 60, "upper-clothes"), keypoint(85, 30, "upper-clothes", positive=False)
+
+
+def test_keypoints_of_other_labels_are_kept(backend, photo, lip_client) -> None:
+    """Each reply is the Session's mask for every keypoint placed so far, though each request
+    carries only the new keypoint's label group."""
+    ask, names, _ = lip_client
+    assert np.array_equal(painted(ask([HAIR]), names), session_labels(backend, photo, [(20, 16, "hair")]))
+    both = [(20, 16, "hair"), (60, 56, "face")]
+    assert np.array_equal(painted(ask([FACE]), names), session_labels(backend, photo, both))
+    everything = [*both, (40, 48, "upper-clothes"), (85, 24, 0)]
+    last = painted(ask([CLOTHES, NOT_CLOTHES]), names)
+    assert np.array_equal(last, session_labels(backend, photo, everything))
+    # the test can tell: the last group alone gives another mask
+    assert not np.array_equal(last, session_labels(backend, photo, everything[2:]))
+
+
+def test_a_request_replaces_its_own_labels_group_only(backend, photo, lip_client) -> None:
+    """A label's group is replaced whole (what the front end leaves out was deleted or moved) and
+    keeps its place in the click order; a keypoint sent under another label leaves its old group."""
+    ask, names, _ = lip_client
+    ask([HAIR, keypoint(30, 25, "hair")])
+    ask([FACE])
+    moved = keypoint(25, 10, "hair", region=HAIR["id"])  # the first hair keypoint dragged; the second deleted
+    expected = session_labels(backend, photo, [(25, 8, "hair"), (60, 56, "face")])
+    assert np.array_equal(painted(ask([moved]), names), expected)  # hair still first
+    relabelled = keypoint(25, 10, "face", region=HAIR["id"])  # the hair keypoint, now labelled face
+    expected = session_labels(backend, photo, [(60, 56, "face"), (25, 8, "face")])
+    assert np.array_equal(painted(ask([FACE, relabelled]), names), expected)  # hair's group is gone
+
+
+def test_an_empty_context_forgets_every_keypoint_but_keeps_the_image(backend, photo, lip_client) -> None:
+    """The last keypoint of some label was deleted: Label Studio sends no keypoints and no
+    label, so all of the task's keypoints go (none may steer a mask unseen); the image stays."""
+    ask, names, fetches = lip_client
+    ask([HAIR])
+    assert np.array_equal(painted(ask([FACE]), names),
+                          session_labels(backend, photo, [(20, 16, "hair"), (60, 56, "face")]))
+    cleared = ask([])
+    assert cleared.status_code == 200 and cleared.json()["results"][0]["result"] == []
+    after = painted(ask([CLOTHES]), names)
+    assert np.array_equal(after, session_labels(backend, photo, [(40, 48, "upper-clothes")]))
+    assert not np.array_equal(after, session_labels(backend, photo, [(20, 16, "hair"), (60, 56, "face"),
+                                                                     (40, 48, "upper-clothes")]))
+    assert fetches == ["/data/upload/1/photo.png"]  # fetched once: forgetting keypoints keeps the image
+
+
+def test_the_click_limit_counts_every_group(backend, photo, tiny_checkpoint, fake_label_studio) -> None:
+    """--max-session-clicks holds for a task's keypoints together; the refused request's group
+    is still kept (it is on the annotator's screen), so deleting one keypoint is enough."""
+    from ihp_rt.serving import ServeConfig
+
+    url, _ = fake_label_studio
+    client = TestClient(create_app(backend, ServeConfig(max_session_clicks=3),
+                                   label_studio=LabelStudioHost(url, "secret")))
+    names = tiny_checkpoint.spec.labels.names
+
+    def ask(points: list[dict]):
+        return client.post("/label-studio/predict", json={**predict_body("/data/upload/1/photo.png", points, 32),
+                                                          "label_config": label_config(names)})
+
+    hairs = [HAIR, keypoint(30, 25, "hair")]
+    assert ask(hairs).status_code == 200
+    over = ask([FACE, keypoint(70, 75, "face")])
+    assert over.status_code == 409 and "4 keypoints on this task" in over.json()["detail"], over.text
+    back = ask([HAIR])  # the second hair keypoint deleted: 1 hair + 2 face
+    expected = session_labels(backend, photo, [(20, 16, "hair"), (60, 56, "face"), (70, 60, "face")])
+    assert np.array_equal(painted(back, names), expected)
+
+
+def test_merge_groups() -> None:
+    """First-seen order, whole-group replacement, relabelled keypoints moved, emptied groups dropped."""
+    from ihp_rt.serving.label_studio import Keypoint, merge_groups
+
+    a1, a2 = Keypoint("a1", "hair", 1, 1, 2), Keypoint("a2", "hair", 2, 2, 0)
+    b1, c1 = Keypoint("b1", "face", 3, 3, 13), Keypoint(None, "hat", 4, 4, 1)
+    held = merge_groups(merge_groups(merge_groups({}, [a1, a2]), [b1]), [c1])
+    assert list(held) == ["hair", "face", "hat"]
+    assert merge_groups(held, [a2]) == {"hair": [a2], "face": [b1], "hat": [c1]}
+    relabelled = Keypoint("b1", "hair", 3, 3, 2)
+    assert merge_groups(held, [a1, relabelled]) == {"hair": [a1, relabelled], "hat": [c1]}
+    assert merge_groups(held, [Keypoint("a1", "hat", 1, 1, 1)]) == {"hair": [a2], "face": [b1],
+                                                                   "hat": [Keypoint("a1", "hat", 1, 1, 1)]}
+    assert merge_groups({}, [a1, b1, a2]) == {"hair": [a1, a2], "face": [b1]}
+    assert list(held) == ["hair", "face", "hat"] and held["hair"] == [a1, a2]  # the held groups are not changed
+

@@ -14,14 +14,24 @@ per part, its label the part's name) with brush labels of the same names::
       </BrushLabels>
     </View>
 
-Every smart keypoint Label Studio sends (all of them, on each new click, in percent of the
-image size) becomes a labelled click; a negative keypoint is a background click. The reply
-is one BrushLabels region per part present in the mask, as brush RLE. Each task's image is
-fetched, decoded and pre-processed once and kept (for the ``max_sessions`` most recently
-clicked tasks), so a click costs only the per-click step. Images are fetched only from data:
-URIs and from the Label Studio host named by ``LABEL_STUDIO_URL`` (with
-``LABEL_STUDIO_API_KEY`` as its token), never from any other host a task might name, nor
-from one a redirect points at: the token would go with it.
+Each smart keypoint (in percent of the image size) becomes a labelled click; a negative
+keypoint is a background click. Label Studio's front end does not send all of a task's
+keypoints: on each new, moved or deleted keypoint it sends the keypoints *of that keypoint's
+label* (the positive and negative ones), nothing else. So the backend keeps each task's
+keypoints grouped by label; a request replaces the groups it carries, and the mask is
+predicted from every group, in the order the labels were first clicked. When the last
+keypoint of a label is deleted the front end sends an empty list, which cannot say which label
+went: that clears *all* the task's keypoints, and the reply is empty. Keeping them instead
+would leave a click the annotator can neither see nor remove steering every later mask (after
+"delete all regions", every label's); clearing loses only clicks still on screen, and moving
+or adding one keypoint of a label brings that label's group back.
+
+The reply is one BrushLabels region per part present in the mask, as brush RLE. Each task's
+image is fetched, decoded and pre-processed once and kept, with its keypoints, for the
+``max_sessions`` most recently clicked tasks (an evicted task starts again from the keypoints
+of the next request). Images are fetched only from data: URIs and from the Label Studio host
+named by ``LABEL_STUDIO_URL`` (with ``LABEL_STUDIO_API_KEY`` as its token), never from any
+other host a task might name, nor from one a redirect points at: the token would go with it.
 """
 
 from __future__ import annotations
@@ -37,9 +47,9 @@ import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
-from typing import IO, Annotated
+from typing import IO, Annotated, NamedTuple
 from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
@@ -153,9 +163,20 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     return data
 
 
-def clicks_from_context(context: object, labels: LabelSet, max_clicks: int
-                        ) -> tuple[list[tuple[int, int, int]], tuple[int, int]]:
-    """Labelled pixel clicks and the image (width, height) from Label Studio's smart keypoints."""
+class Keypoint(NamedTuple):
+    """One smart keypoint: its region id, its Label Studio label (its group), the pixel, and the
+    class it asks for (0, background, for a negative keypoint)."""
+
+    region: str | None
+    group: str
+    x: int
+    y: int
+    label: int
+
+
+def keypoints_from_context(context: object, labels: LabelSet, max_clicks: int
+                           ) -> tuple[list[Keypoint], tuple[int, int]]:
+    """The keypoints in a request and the image (width, height) from Label Studio's smart keypoints."""
     results = context.get("result") if isinstance(context, dict) else None
     if not isinstance(results, list):
         raise InputError('params.context must be {"result": [...keypoint regions...]}')
@@ -179,29 +200,61 @@ def clicks_from_context(context: object, labels: LabelSet, max_clicks: int
                              "original_width, original_height and a label") from None
         size = (width, height)
         label = labels.label_id(name) if item.get("is_positive", True) else 0
-        clicks.append((x, y, label))
+        region = item.get("id")
+        clicks.append(Keypoint(region if isinstance(region, str) else None, str(name), x, y, label))
     if size is None:
         raise InputError("no smart keypoints in params.context: place a keypoint on a part")
     return clicks, size
 
 
-class TaskSessions:
-    """One session per Label Studio task, least recently used evicted beyond ``capacity``.
+def merge_groups(held: dict[str, list[Keypoint]], sent: list[Keypoint]) -> dict[str, list[Keypoint]]:
+    """A task's keypoint groups (by label, first clicked first) after a request.
 
-    Kept apart from the server's own session store: tasks are a cache (a task whose session
-    was evicted is simply fetched again), while the web page's sessions are someone's work
-    and are never evicted to make room. Each entry's lock serialises its task's requests and
-    makes concurrent first clicks on a task fetch its image once.
+    Each label the request carries replaces that label's group, in its place (a new label goes
+    last): the front end sends a label's keypoints whole, so what it leaves out was deleted.
+    Groups it does not carry are kept, less any keypoint whose region id it now sends under
+    another label (a relabelled keypoint must not count twice); a group left empty so is dropped.
+    """
+    carried: dict[str, list[Keypoint]] = {}
+    for keypoint in sent:
+        carried.setdefault(keypoint.group, []).append(keypoint)
+    moved = {k.region for k in sent if k.region is not None}
+    merged: dict[str, list[Keypoint]] = {}
+    for name, group in held.items():
+        kept = carried[name] if name in carried else [k for k in group if k.region is None or k.region not in moved]
+        if kept:
+            merged[name] = kept
+    for name, group in carried.items():
+        merged.setdefault(name, group)
+    return merged
+
+
+@dataclass
+class TaskEntry:
+    """A task's pre-processed image (in ``session``) and its keypoints, grouped by label."""
+
+    session: Session
+    groups: dict[str, list[Keypoint]] = field(default_factory=dict)
+
+
+class TaskSessions:
+    """One entry per Label Studio task, least recently used evicted beyond ``capacity``.
+
+    Kept apart from the server's own session store: tasks are a cache (a task whose entry was
+    evicted is fetched again, its keypoints rebuilt from the requests that follow), while the
+    web page's sessions are someone's work and are never evicted to make room. Each entry's
+    lock serialises its task's requests and makes concurrent first clicks on a task fetch its
+    image once.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[threading.Lock, list[Session]]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[threading.Lock, list[TaskEntry]]] = OrderedDict()
         self._lock = threading.Lock()
 
     @contextmanager
-    def hold(self, key: str, create: Callable[[], Session]) -> Iterator[Session]:
-        """The task's session, under its lock; ``create`` runs (under that lock) on a first click."""
+    def hold(self, key: str, create: Callable[[], Session]) -> Iterator[TaskEntry]:
+        """The task's entry, under its lock; ``create`` runs (under that lock) on a first click."""
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = (threading.Lock(), [])
@@ -211,8 +264,18 @@ class TaskSessions:
             lock, slot = self._entries[key]
         with lock:
             if not slot:
-                slot.append(create())
+                slot.append(TaskEntry(create()))
             yield slot[0]
+
+    def forget_keypoints(self, key: str) -> None:
+        """Drop a held task's keypoints, keeping its image; a task not held has none to drop."""
+        with self._lock:
+            held = self._entries.get(key)
+        if held is not None:
+            lock, slot = held
+            with lock:
+                for entry in slot:
+                    entry.groups.clear()
 
 
 def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) -> APIRouter:
@@ -243,11 +306,18 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
             raise InputError('predict needs "tasks": [{"id": .., "data": {..}}]')
         params = body.get("params")
         context = params.get("context") if isinstance(params, dict) else None
-        if not context or (isinstance(context, dict) and not context.get("result")):
-            return {"results": [{"result": [], "model_version": model_version}]}  # batch pre-labelling: nothing to do
+        nothing = {"results": [{"result": [], "model_version": model_version}]}
+        if not context or (isinstance(context, dict) and context.get("result") is None):
+            return nothing  # batch pre-labelling (Label Studio sends no context): nothing to suggest
         tags = parse_config(str(body.get("label_config", "")))
         task = tasks[0]
-        clicks, (width, height) = clicks_from_context(context, labels, config.max_session_clicks)
+        key = task_key(body.get("project"), task, tags)
+        if isinstance(context, dict) and context.get("result") == []:
+            # The last keypoint of some label was deleted (or all regions were): which label,
+            # the front end does not say, so every keypoint goes (see the module docstring).
+            tasks_held.forget_keypoints(key)
+            return nothing
+        sent, (width, height) = keypoints_from_context(context, labels, config.max_session_clicks)
 
         def create() -> Session:
             data = task.get("data")
@@ -259,13 +329,21 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
                                            f"task {task.get('id')} image"))
             return session
 
-        with tasks_held.hold(task_key(body.get("project"), task, tags), create) as session:
+        with tasks_held.hold(key, create) as entry:
+            session = entry.session
             if session.image_size != (height, width):
                 raise InputError(f"keypoints are for a {width}x{height} image, the task image is "
                                  f"{session.image_size[1]}x{session.image_size[0]}")
+            # Kept even when over the limit: the groups mirror the keypoints on the annotator's
+            # screen, so deleting one brings the task back under the limit with the rest in place.
+            entry.groups = merge_groups(entry.groups, sent)
+            clicks = [k for group in entry.groups.values() for k in group]
+            if len(clicks) > config.max_session_clicks:
+                raise ClickLimit(f"{len(clicks)} keypoints on this task: this server takes at most "
+                                 f"{config.max_session_clicks} clicks per image")
             session.reset()
-            for x, y, label in clicks:
-                session.add_click(x, y, label)
+            for k in clicks:
+                session.add_click(k.x, k.y, k.label)
             mask = session.predict().labels
         regions = []
         for class_id, name in enumerate(labels.names):
