@@ -1,7 +1,8 @@
 """The Label Studio ML backend: its brush RLE bit for bit, and /predict on requests in Label
-Studio's documented format, with task images from a data: URI and from a stand-in Label
-Studio host on loopback that checks the API token. Keypoints are sent the way Label Studio's
-front end sends them: only the clicked keypoint's label group each time."""
+Studio's documented format, with task images from a data: URI and from stand-in Label Studio
+hosts on loopback that check the API token: a legacy one, and one that takes only personal
+access tokens (JWT refresh tokens) exchanged for Bearer access tokens. Keypoints are sent the
+way Label Studio's front end sends them: only the clicked keypoint's label group each time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote
 
@@ -285,8 +287,8 @@ def test_non_finite_coordinates_are_refused(backend) -> None:
 
 @pytest.fixture
 def other_host(photo_png):
-    """A second loopback server, not the Label Studio host: it records who asked and with
-    which Authorization header, and would serve the photo to anyone."""
+    """A second loopback server, not the Label Studio host: it records who asked (GET or POST)
+    and with which Authorization header, and would serve the photo to anyone."""
     seen: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -297,6 +299,8 @@ def other_host(photo_png):
             self.send_header("Content-Length", str(len(photo_png)))
             self.end_headers()
             self.wfile.write(photo_png)
+
+        do_POST = do_GET  # a token exchange sent here would be caught too
 
         def log_message(self, *args) -> None:
             pass
@@ -485,3 +489,176 @@ def test_merge_groups() -> None:
     assert merge_groups({}, [a1, b1, a2]) == {"hair": [a1, a2], "face": [b1]}
     assert list(held) == ["hair", "face", "hat"] and held["hair"] == [a1, a2]  # the held groups are not changed
 
+
+# -- personal access tokens: JWT refresh tokens, exchanged for Bearer access tokens --
+
+def make_jwt(claims: dict) -> str:
+    """A JWT as Label Studio writes one (HS256); nothing on our side checks the signature."""
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    return ".".join([part(b'{"alg":"HS256","typ":"JWT"}'), part(json.dumps(claims).encode()), part(b"sig" * 10)])
+
+
+PAT = make_jwt({"token_type": "refresh", "exp": 8_000_000_000, "jti": "pat", "user_id": 1})
+
+
+class FakeJwtHost:
+    """What a loopback stand-in for Label Studio with personal access tokens saw and may do."""
+
+    def __init__(self) -> None:
+        self.refresh_bodies: list[dict] = []  # each exchange's JSON body
+        self.image_auth: list[str | None] = []  # each image request's Authorization header
+        self.valid: set[str] = set()  # access tokens the images accept
+        self.issued: list[str] = []
+        self.lifetime_s = 300  # Label Studio's default access token lifetime
+        self.refuse_images = False  # refuse every access token (a user who lost access, say)
+        self.refresh_redirect: str | None = None  # where to send the exchange on, if anywhere
+        self.url = ""
+
+
+@pytest.fixture
+def jwt_host(photo_png):
+    """A loopback stand-in for a Label Studio that takes only personal access tokens: its
+    /api/token/refresh/ gives access tokens for PAT, and its images want ``Bearer <access>``."""
+    state = FakeJwtHost()
+
+    class Handler(BaseHTTPRequestHandler):
+        def reply(self, code: int, body: bytes, kind: str = "application/json", **headers: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
+            if self.path != "/api/token/refresh/":
+                self.reply(404, b"{}")
+            elif state.refresh_redirect:
+                self.reply(307, b"", Location=state.refresh_redirect)
+            elif (state.refresh_bodies.append(body) or body) != {"refresh": PAT}:
+                self.reply(401, b'{"detail": "Token is invalid", "code": "token_not_valid"}')
+            else:
+                access = make_jwt({"token_type": "access", "exp": int(time.time()) + state.lifetime_s,
+                                   "jti": f"access{len(state.issued)}"})
+                state.issued.append(access)
+                state.valid.add(access)
+                self.reply(200, json.dumps({"access": access}).encode())
+
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization")
+            state.image_auth.append(auth)
+            if state.refuse_images or auth not in {f"Bearer {a}" for a in state.valid}:
+                self.reply(401, b'{"detail": "Authentication credentials were not provided."}')
+            elif self.path.startswith("/moved?to="):
+                self.reply(302, b"", Location=unquote(self.path.split("=", 1)[1]))
+            elif self.path == "/data/upload/1/photo.png":
+                self.reply(200, photo_png, "image/png")
+            else:
+                self.reply(404, b"{}")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_a_personal_access_token_is_exchanged_and_sent_as_bearer(backend, jwt_host) -> None:
+    """The PAT goes only in the exchange's body, once; its access token fetches every image."""
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(jwt_host.url, PAT)))
+    for task in (41, 42):  # two tasks: two fetches
+        reply = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
+                                                                       [keypoint(20, 20, "hair")], task))
+        assert reply.status_code == 200, reply.text
+    assert jwt_host.refresh_bodies == [{"refresh": PAT}]  # kept, not exchanged per fetch
+    assert jwt_host.image_auth == [f"Bearer {jwt_host.issued[0]}"] * 2
+
+
+def test_the_access_token_is_renewed_before_it_expires(jwt_host, photo_png) -> None:
+    from ihp_rt.serving.label_studio import EXPIRY_MARGIN_S, AccessTokens, fetch_image, jwt_claims
+
+    now = [time.time()]
+    host = LabelStudioHost(jwt_host.url, PAT, AccessTokens(clock=lambda: now[0]))
+    assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
+    exp = jwt_claims(jwt_host.issued[0])["exp"]
+    now[0] = exp - EXPIRY_MARGIN_S - 1
+    assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
+    assert len(jwt_host.issued) == 1
+    now[0] = exp - EXPIRY_MARGIN_S + 1  # too close to its exp for a fetch that may take 30 s
+    assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
+    assert len(jwt_host.issued) == 2 and jwt_host.image_auth[-1] == f"Bearer {jwt_host.issued[1]}"
+
+
+def test_a_refused_access_token_is_renewed_once(jwt_host, photo_png) -> None:
+    """A kept access token refused (revoked before its exp) is renewed and the fetch retried;
+    a renewed one refused too is the end of it: no loop."""
+    from ihp_rt.serving.label_studio import fetch_image
+
+    host = LabelStudioHost(jwt_host.url, PAT)
+    assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
+    jwt_host.valid.clear()  # Label Studio forgets it (a restart with a new signing key, say)
+    assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
+    first, second = jwt_host.issued
+    assert jwt_host.image_auth == [f"Bearer {first}", f"Bearer {first}", f"Bearer {second}"]
+
+    jwt_host.refuse_images = True
+    jwt_host.image_auth.clear()
+    with pytest.raises(InputError, match=r"answered 401 .*LABEL_STUDIO_API_KEY"):
+        fetch_image("/data/upload/1/photo.png", host, 1 << 20)
+    assert len(jwt_host.image_auth) == 2 and len(jwt_host.issued) == 3  # the kept one, then one renewal
+
+
+def test_a_revoked_personal_access_token_is_a_clear_error(jwt_host) -> None:
+    """A PAT Label Studio no longer knows: the exchange's 401 says so, and no image is asked for."""
+    from ihp_rt.serving.label_studio import fetch_image
+
+    unknown = make_jwt({"token_type": "refresh", "exp": 8_000_000_000, "jti": "revoked"})
+    with pytest.raises(InputError, match="revoked, expired"):
+        fetch_image("/data/upload/1/photo.png", LabelStudioHost(jwt_host.url, unknown), 1 << 20)
+    assert jwt_host.image_auth == [] and jwt_host.refresh_bodies == [{"refresh": unknown}]
+
+
+def test_tokens_never_leave_the_label_studio_host(backend, jwt_host, other_host) -> None:
+    """A redirect of the exchange or of an image to another host is refused before that host is
+    contacted: neither the PAT (the exchange's body) nor an access token reaches it."""
+    elsewhere, seen = other_host
+    jwt_host.refresh_redirect = elsewhere + "/api/token/refresh/"
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(jwt_host.url, PAT)))
+    away = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
+                                                                  [keypoint(20, 20, "hair")], 43))
+    assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
+    jwt_host.refresh_redirect = None
+    away = client.post("/label-studio/predict", json=predict_body(
+        "/moved?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], 44))
+    assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
+    assert jwt_host.image_auth == [f"Bearer {jwt_host.issued[0]}"]  # the redirect came with a valid token
+    assert seen == []
+    within = client.post("/label-studio/predict", json=predict_body(
+        "/moved?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], 45))
+    assert within.status_code == 200, within.text
+
+
+def test_which_authorization_a_key_gets() -> None:
+    """Legacy tokens (and anything not a JWT) go as Token; a JWT access token as Bearer, as is;
+    neither is exchanged (the opener would fail if asked)."""
+    from ihp_rt.serving.label_studio import AccessTokens, jwt_claims
+
+    tokens = AccessTokens()
+    access = make_jwt({"token_type": "access", "exp": 8_000_000_000})
+    for key, header in [("0123456789abcdef0123456789abcdef01234567", "Token 0123456789abcdef0123456789abcdef01234567"),
+                        ("a.b.c", "Token a.b.c"), ("e30.e30.x", "Token e30.e30.x"),  # {}.{}: no alg, not a JWT
+                        (access, f"Bearer {access}")]:
+        assert tokens.authorization(LabelStudioHost("http://127.0.0.1:9", key), opener=None) == (header, True)
+    assert tokens.authorization(LabelStudioHost("http://127.0.0.1:9"), opener=None) == (None, True)
+    assert jwt_claims(PAT)["token_type"] == "refresh" and jwt_claims("x.y") is None
+    assert "secret" not in repr(LabelStudioHost("http://ls", "secret"))  # reprs end up in logs

@@ -13,7 +13,9 @@ What the front end sends was read from Label Studio's editor bundle: on each new
 deleted smart region it posts ``{"task": id, "context": {"result": [...]}}`` holding the
 keypoints *of that region's label* (``getConnectedDynamicRegions``; a deleted one left out),
 serialised as in an annotation, so the backend must keep the other labels' keypoints itself.
-Deleting a label's last keypoint posts an empty list.
+Deleting a label's last keypoint posts an empty list. The backend is given a personal access
+token (a JWT, the kind Label Studio shows its users by default), so each task image it fetches
+goes through the token exchange; the test's own client uses the legacy token.
 
 Slow (a Label Studio start is ~1 min, its first install a few more), so it is marked
 ``label_studio``, left out of scripts/test.sh and run by scripts/test_label_studio.sh from
@@ -167,8 +169,8 @@ def label_studio(label_studio_venv, tmp_path_factory) -> Iterator[LabelStudio]:
     command = [str(label_studio_venv / "bin" / "label-studio"), "start", "--no-browser",
                "--internal-host", "127.0.0.1", "--port", str(port), "--data-dir", str(data),
                "--username", USER, "--password", PASSWORD, "--user-token", TOKEN,
-               # Label Studio >= 1.18 issues JWT personal access tokens; the backend sends
-               # "Authorization: Token <key>", which only the legacy tokens accept
+               # the legacy token (--user-token) authenticates this test's own client; the
+               # backend gets a personal access token (see personal_access_token)
                "--enable-legacy-api-token"]
     log = data / "label-studio.log"
     url = f"http://127.0.0.1:{port}"
@@ -180,13 +182,22 @@ def label_studio(label_studio_venv, tmp_path_factory) -> Iterator[LabelStudio]:
 
 
 @pytest.fixture(scope="module")
-def backend_url(label_studio, tmp_path_factory) -> Iterator[str]:
-    """``ihp-rt serve`` with the shipped model, told where Label Studio is and its token."""
+def personal_access_token(label_studio) -> str:
+    """A JWT personal access token: the kind Label Studio >= 1.18 shows its users by default."""
+    made = label_studio.api.post("/api/token/")
+    assert made.status_code == 201, made.text
+    return made.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def backend_url(label_studio, personal_access_token, tmp_path_factory) -> Iterator[str]:
+    """``ihp-rt serve`` with the shipped model, told where Label Studio is and given a personal
+    access token, as a user would copy it from Label Studio's Account & Settings."""
     from ihp_rt.zoo import default_onnx_path
 
     port = free_port()
     log = tmp_path_factory.mktemp("ihp-rt-serve") / "serve.log"
-    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": TOKEN}
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_access_token}
     command = [str(Path(sys.executable).parent / "ihp-rt"), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(default_onnx_path()), "--backend", "onnxruntime", "--device", "cpu", "--threads", "1"]
     with process(command, env, log) as proc:
@@ -357,14 +368,6 @@ def test_front_end_deletions(label_studio, project, session) -> None:
     assert_regions_match(regions, expected_mask(session, CLICKS[1:2]), config_labels(), names)
 
 
-@pytest.fixture(scope="module")
-def personal_access_token(label_studio) -> str:
-    """A JWT personal access token: the kind Label Studio >= 1.18 shows its users by default."""
-    made = label_studio.api.post("/api/token/")
-    assert made.status_code == 201, made.text
-    return made.json()["token"]
-
-
 def test_personal_access_tokens_fetch_images_as_bearer(label_studio, project, personal_access_token) -> None:
     """How a client fetches a task image with a personal access token: exchange it, send Bearer."""
     access = httpx.post(label_studio.url + "/api/token/refresh/", json={"refresh": personal_access_token},
@@ -375,18 +378,24 @@ def test_personal_access_tokens_fetch_images_as_bearer(label_studio, project, pe
     assert image.status_code == 200 and image.content == PHOTO.read_bytes()
     as_legacy = httpx.get(label_studio.url + project.image_url, timeout=60,
                           headers={"Authorization": f"Token {personal_access_token}"})
-    assert as_legacy.status_code == 401  # what the backend sends today (see the xfail below)
+    assert as_legacy.status_code == 401  # what the backend once sent, and what it must not
 
 
-@pytest.mark.xfail(strict=True, raises=InputError,
-                   reason="defect: fetch_image sends 'Token <key>'; a personal access token (JWT) "
-                   "must be exchanged at /api/token/refresh/ and sent as 'Bearer <access>'")
-def test_backend_fetches_task_images_with_a_personal_access_token(label_studio, project,
-                                                                   personal_access_token) -> None:
-    from ihp_rt.serving.label_studio import LabelStudioHost, fetch_image
+def test_backend_fetches_task_images_with_either_kind_of_token(label_studio, project,
+                                                               personal_access_token) -> None:
+    """A personal access token (exchanged, sent as Bearer, the access token kept) and a legacy
+    token (sent as Token) both fetch the uploaded image; an unknown PAT is a clear error."""
+    from ihp_rt.serving.label_studio import LabelStudioHost, fetch_image, jwt_claims
 
+    assert jwt_claims(personal_access_token)["token_type"] == "refresh"  # what the backend goes by
     host = LabelStudioHost(label_studio.url, personal_access_token)
-    assert fetch_image(project.image_url, host, 10 << 20) == PHOTO.read_bytes()
+    for _ in range(2):
+        assert fetch_image(project.image_url, host, 10 << 20) == PHOTO.read_bytes()
+    assert fetch_image(project.image_url, LabelStudioHost(label_studio.url, TOKEN), 10 << 20) == PHOTO.read_bytes()
+    head, claims, signature = personal_access_token.split(".")
+    forged = ".".join([head, claims, signature[::-1]])  # same claims, bad signature: Label Studio refuses it
+    with pytest.raises(InputError, match="revoked, expired"):
+        fetch_image(project.image_url, LabelStudioHost(label_studio.url, forged), 10 << 20)
 
 
 def test_data_uri_task_needs_no_token(label_studio, project, session) -> None:
