@@ -80,6 +80,11 @@ def clicked_paths(log: str) -> list[str]:
             if line.startswith('{"event": "request"') and json.loads(line)["path"].endswith("/clicks")]
 
 
+def label_studio_paths(log: str) -> list[str]:
+    return [json.loads(line)["path"] for line in log.splitlines()
+            if line.startswith('{"event": "request"') and json.loads(line)["path"].startswith("/label-studio")]
+
+
 def test_the_nginx_example_spreads_one_session_over_both_workers_and_survives_one(nginx) -> None:
     from websockets.sync.client import connect
 
@@ -95,6 +100,9 @@ def test_the_nginx_example_spreads_one_session_over_both_workers_and_survives_on
         reply = httpx.post(f"{url}/sessions/{sid}/clicks", json=click, timeout=60)
         assert reply.status_code == 200, reply.text
     assert clicked_paths(a.log()) and clicked_paths(b.log())  # round robin: both workers served this session
+    for _ in range(4):  # the Label Studio backend keeps keypoints per worker: all of it goes to one
+        assert httpx.get(url + "/label-studio/health", timeout=30).status_code == 200
+    assert [len(label_studio_paths(w.log())) for w in (a, b)] == [4, 0]
 
     with connect(url.replace("http", "ws", 1) + f"/sessions/{sid}/ws", open_timeout=30) as socket:  # upgrade passes
         socket.send(json.dumps({"op": "undo"}))
