@@ -662,3 +662,15 @@ def test_which_authorization_a_key_gets() -> None:
     assert tokens.authorization(LabelStudioHost("http://127.0.0.1:9"), opener=None) == (None, True)
     assert jwt_claims(PAT)["token_type"] == "refresh" and jwt_claims("x.y") is None
     assert "secret" not in repr(LabelStudioHost("http://ls", "secret"))  # reprs end up in logs
+
+
+def test_the_host_under_another_scheme_is_not_the_label_studio_host(backend, fake_label_studio) -> None:
+    """LABEL_STUDIO_URL is https: a task URL naming the same host:port over plain http must not
+    be fetched, or the token would cross the network unencrypted."""
+    url, fetches = fake_label_studio
+    fetches.clear()
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url.replace("http://", "https://"), "secret")))
+    response = client.post("/label-studio/predict", json=predict_body(url + "/data/upload/1/photo.png",
+                                                                      [keypoint(20, 20, "hair")], task_id=61))
+    assert response.status_code == 400 and "only images on the Label Studio host" in response.json()["detail"]
+    assert fetches == []  # not asked at all

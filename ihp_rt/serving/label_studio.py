@@ -208,8 +208,10 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
         raise InputError(f"cannot fetch task image {url!r}: set LABEL_STUDIO_URL to the Label Studio address")
     _origin(url)  # urljoin raises a bare ValueError on a malformed URL
     absolute = urljoin(host.url.rstrip("/") + "/", url)
-    scheme, netloc = _origin(absolute)
-    if netloc != _origin(host.url)[1] or scheme not in ("http", "https"):
+    # The whole origin, scheme included: with LABEL_STUDIO_URL on https, the same host:port
+    # over http would carry the token unencrypted.
+    origin = _origin(host.url)
+    if _origin(absolute) != origin or origin[0] not in ("http", "https"):
         raise InputError(f"refusing to fetch {url!r}: only images on the Label Studio host {host.url} are fetched")
     opener = urllib.request.build_opener(_StayOnHost(host.url))
     try:
