@@ -292,3 +292,18 @@ def test_auto_opens_tensorrt_and_builds_fp16_from_an_fp16_export(monkeypatch, tm
     clicks = random_clicks(rng, 4, backend.spec.num_classes, size, size)
     assert np.array_equal(backend.predict(clicks), reference_mask(exports["fp16"], image, clicks, backend.spec))
     assert isinstance(read_sidecar(next((tmp_path / "cache" / "engines").glob("*.engine"))), EngineInfo)
+
+
+def test_a_sidecar_that_is_not_utf8_is_rebuilt_or_refused_like_corrupt_json(monkeypatch, tmp_path, exports) -> None:
+    """Bytes that do not decode (a truncated copy, a disk error) are one more unreadable sidecar:
+    the cache rebuilds the engine, and an engine given by path is refused in one line."""
+    trt, _ = install(monkeypatch, tmp_path)
+    from ihp_rt.backends.trt_backend import build_engine
+
+    engine = build_engine(exports["fp32"], tmp_path / "m.engine")
+    sidecar_path(engine).write_bytes(b"\xff\xfe not UTF-8")
+    with pytest.raises(ModelError, match="not a valid engine sidecar"):
+        open_backend(engine, "tensorrt")
+    assert build_engine(exports["fp32"], engine) == engine
+    assert len(calls(trt, "Builder.build_serialized_network")) == 2  # rebuilt, not refused
+    assert read_sidecar(engine).engine_sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()

@@ -120,6 +120,11 @@ def write_engine(engine: Path, serialized: bytes | memoryview, info: EngineInfo)
 
 
 def read_sidecar(engine: Path) -> EngineInfo:
+    """The sidecar of ``engine``, or ModelError for any sidecar that cannot be read as one.
+
+    Every kind of unreadable content -- malformed JSON, bytes that are not UTF-8 (a truncated
+    copy, a disk error), the wrong shape -- must end up as ModelError, since that is what
+    :func:`reusable_engine` treats as "rebuild" and what the CLI prints as one line."""
     path = sidecar_path(engine)
     if not path.is_file():
         raise ModelError(f"{engine} has no sidecar {path.name}: build engines with `ihp-rt build-engine`")
@@ -127,7 +132,7 @@ def read_sidecar(engine: Path) -> EngineInfo:
         doc = json.loads(path.read_text())
         known = {f.name for f in fields(EngineInfo)}
         return EngineInfo(**{k: v for k, v in doc.items() if k in known})
-    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise ModelError(f"{path} is not a valid engine sidecar: {e}") from None
 
 
