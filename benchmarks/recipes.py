@@ -12,6 +12,7 @@ Writes recipes.json, recipes.md and recipes.png to ``--out``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def load_sweep(path: Path) -> dict:
     if len(set(names)) != len(names):
         raise InputError(f"{path}: arm names must be unique")
     return doc
+
+
+def _recipe(config: dict) -> dict:
+    """What decides an arm's result: its training options, less where it runs and on how many threads."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k not in ("out", "threads")}
 
 
 def arm_config(sweep: dict, arm: dict, runs: Path):
@@ -59,16 +65,28 @@ def run_arm(sweep: dict, arm: dict, runs: Path, threads: int | None) -> dict:
         torch.set_num_threads(threads)
     result_path = Path(cfg.out) / "eval.json"
     last = Path(cfg.out) / "last.pt"
-    done = last.is_file() and load_checkpoint(last).training.get("step") == cfg.steps
+    done = False
+    if last.is_file():
+        saved = load_checkpoint(last).training
+        if _recipe(saved.get("config", {})) != _recipe(cfg.to_dict()):
+            raise InputError(f"{cfg.out} was trained with another recipe than arm {arm['name']!r} now defines; "
+                             "rename the arm or move the folder away")
+        done = saved.get("step") == cfg.steps
     if not (done and result_path.is_file()):
-        if not done:
-            train(cfg)
-        checkpoint = load_checkpoint(last)
-        folder = FolderDataset(cfg.data, get_label_mapping(cfg.label_mapping) if cfg.label_mapping else None)
-        val = folder.subset(checkpoint.training["val_names"])
-        session = Session.open(checkpoint, backend="torch", device="cpu")
-        result = evaluate(session, val, sweep.get("corrections", 10), standards=(85.0, 50.0), desc=arm["name"])
-        result_path.write_text(json.dumps({**result, "seconds": checkpoint.training["seconds"]}, indent=1))
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        with (Path(cfg.out) / ".lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # two sweeps must not train one folder at once
+            except BlockingIOError:
+                raise InputError(f"{cfg.out} is being trained by another process") from None
+            if not done:
+                train(cfg)
+            checkpoint = load_checkpoint(last)
+            folder = FolderDataset(cfg.data, get_label_mapping(cfg.label_mapping) if cfg.label_mapping else None)
+            val = folder.subset(checkpoint.training["val_names"])
+            session = Session.open(checkpoint, backend="torch", device="cpu")
+            result = evaluate(session, val, sweep.get("corrections", 10), standards=(85.0, 50.0), desc=arm["name"])
+            result_path.write_text(json.dumps({**result, "seconds": checkpoint.training["seconds"]}, indent=1))
     result = json.loads(result_path.read_text())
     return {"name": arm["name"], "note": arm.get("note", ""), "steps": cfg.steps,
             "train_minutes": result["seconds"] / 60, "miou": result["miou"],

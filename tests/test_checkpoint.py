@@ -106,13 +106,6 @@ def test_spec_version_1_files_keep_their_behaviour_and_unknown_versions_are_refu
         load_checkpoint(tmp_path / "v1bad.pt")
 
 
-def test_shipped_default_model_loads() -> None:
-    from ihp_rt.zoo import default_model_path
-
-    ckpt = load_checkpoint(default_model_path())
-    assert ckpt.spec.labels.name == "ccp_coarse" and ckpt.spec.map_entry in ("concat", "branch")
-
-
 @pytest.mark.parametrize(("entry", "scale"), [("concat", 1 / 255), ("branch", 1.0)])
 def test_map_entry_round_trips(tmp_path, entry: str, scale: float) -> None:
     from ihp_rt.model import default_spec

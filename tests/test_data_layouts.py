@@ -207,26 +207,40 @@ def test_open_dataset_on_the_shared_ccp_folder() -> None:
 
 @pytest.mark.parametrize("orientation", [2, 3, 6, 8])
 @pytest.mark.parametrize("drawn_on", ["stored", "shown"])
-def test_exif_turned_photos_stay_aligned_with_their_labels(tmp_path, orientation: int, drawn_on: str) -> None:
-    """A photo with an EXIF orientation is turned on reading; its label map turns with it,
-    unless it was drawn on the photo as viewers show it (then it already has the turned shape)."""
+@pytest.mark.parametrize("square", [False, True])
+def test_exif_turned_photos_stay_aligned_with_their_labels(tmp_path, orientation: int, drawn_on: str,
+                                                           square: bool) -> None:
+    """A photo with an EXIF orientation is turned on reading; its label map turns with it when it
+    was drawn on the stored pixels, and stays as it is when the manifest says it was drawn on the
+    photo as viewers show it -- whatever the shapes (a square photo gives no hint)."""
     import json
 
     from ihp_rt.images import EXIF_ORIENTATION, EXIF_TRANSPOSE
 
     rng = np.random.default_rng(orientation)
-    labels = rng.integers(0, 3, (30, 44)).astype(np.uint8)  # stored pixels: 44 wide, 30 high
+    labels = rng.integers(0, 3, (44 if square else 30, 44)).astype(np.uint8)  # stored pixels
     photo = np.repeat(labels[..., None] * 80, 3, axis=2).astype(np.uint8)  # colour encodes the label
     (tmp_path / "images").mkdir()
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = orientation
     Image.fromarray(photo).save(tmp_path / "images" / "p.png", exif=exif)
-    turned = np.asarray(Image.fromarray(labels).transpose(EXIF_TRANSPOSE[orientation]))
-    if drawn_on == "shown" and orientation in (6, 8):
-        write_label_png(tmp_path / "labels" / "p.png", np.ascontiguousarray(turned))
-    else:
-        write_label_png(tmp_path / "labels" / "p.png", labels)
-    (tmp_path / "manifest.json").write_text(json.dumps({"classes": {"0": "background", "1": "a", "2": "b"}}))
+    turned = np.ascontiguousarray(np.asarray(Image.fromarray(labels).transpose(EXIF_TRANSPOSE[orientation])))
+    write_label_png(tmp_path / "labels" / "p.png", turned if drawn_on == "shown" else labels)
+    manifest = {"classes": {"0": "background", "1": "a", "2": "b"}, "labels_drawn_on": drawn_on}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     sample = FolderDataset(tmp_path)[0]
     assert sample.image.shape[:2] == turned.shape
     assert np.array_equal(sample.image[..., 0] // 80, sample.labels)
+    assert np.array_equal(sample.labels, turned)
+
+
+def test_unknown_labels_drawn_on_is_refused(tmp_path) -> None:
+    import json
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "images" / "p.png")
+    write_label_png(tmp_path / "labels" / "p.png", np.zeros((8, 8), np.uint8))
+    manifest = {"classes": {"0": "background", "1": "a"}, "labels_drawn_on": "x"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="labels_drawn_on must be one of"):
+        FolderDataset(tmp_path)

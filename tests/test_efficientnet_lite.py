@@ -35,6 +35,7 @@ def test_weights_are_real_imagenet_weights() -> None:
     assert chelsea[0] in CATS and len(CATS & set(chelsea)) >= 2, chelsea
     assert COFFEE & set(coffee) and coffee[0] in COFFEE, coffee
     # The same architecture without the weights does not: the test can fail.
+    torch.manual_seed(0)
     assert imagenet_top5(EfficientNetLite("efficientnet_lite0", MapEntry(0, 3), classifier=True).eval(),
                          data.chelsea())[0] not in CATS
 
@@ -132,3 +133,12 @@ def test_build_model_seed_leaves_the_global_random_state_alone() -> None:
     torch.manual_seed(123)
     build_model(default_spec(get_label_set("ppp"), "efficientnet_lite0", input_size=64), seed=7)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_map_branch_starts_silent_from_scratch_too() -> None:
+    """Without ImageNet weights the branch's maps convolution is still zero at step 0 (the
+    network's own initialisation must not overwrite InputStem's)."""
+    spec = default_spec(get_label_set("ppp"), "efficientnet_lite0", input_size=64, map_entry="branch")
+    model = build_model(spec, seed=0)
+    assert model.encoder.stem.maps.weight.abs().sum() == 0
+    assert model.encoder.stem.conv.weight.abs().sum() > 0

@@ -136,3 +136,12 @@ def test_pretrained_lite_run_with_branch_maps_and_bf16(synthetic_folder, tmp_pat
     assert ckpt.spec.first_kernel == 3 and ckpt.spec.map_scale == 1 / 16
     assert all(np.isfinite(losses(run)))
     assert ckpt.model.encoder.stem.maps.weight.abs().sum() > 0  # the maps were learned from zero
+
+
+@pytest.mark.parametrize(("key", "value"), [("ce_weighting", "focal"), ("map_entry", "add"), ("strategy", "edge"),
+                                            ("optimizer", "lion"), ("map_scale", 2.0)])
+def test_unknown_choices_are_refused_before_training(key: str, value) -> None:
+    from ihp_rt.errors import InputError
+
+    with pytest.raises(InputError, match=key):
+        TrainConfig(**{key: value})

@@ -1,5 +1,6 @@
 """The generic layout: ``images/`` + ``labels/`` (same stem, 8-bit PNG of class ids) and an
-optional ``manifest.json`` giving class names by id and an ignore index, as in ../shared/data.
+optional ``manifest.json`` giving class names by id, an ignore index and, for photos with an EXIF
+orientation, ``labels_drawn_on``: "stored" (default; the maps turn with the photo) or "shown".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ihp_rt.labels import LabelMapping, LabelSet, voc_palette
 
 IGNORE = 255  # what a LabelMapping turns unmapped classes (and the data's own ignore id) into
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+LABELS_DRAWN_ON = ("stored", "shown")  # which pixels a data set's label maps were drawn on (EXIF)
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,14 @@ class PairDataset:
     """
 
     def __init__(self, description: str, pairs: dict[str, tuple[Path, Path]], label_set: LabelSet,
-                 ignore_index: int | None, mapping: LabelMapping | None = None) -> None:
+                 ignore_index: int | None, mapping: LabelMapping | None = None,
+                 labels_drawn_on: str = "stored") -> None:
         if not pairs:
             raise InputError(f"{description}: no samples")
+        if labels_drawn_on not in LABELS_DRAWN_ON:
+            raise InputError(f"{description}: labels_drawn_on must be one of {', '.join(LABELS_DRAWN_ON)}, "
+                             f"got {labels_drawn_on!r}")
+        self.labels_drawn_on = labels_drawn_on
         self.description, self.pairs, self.names = description, pairs, list(pairs)
         self.label_set, self.ignore_index = label_set, ignore_index
         self.lut: np.ndarray | None = None
@@ -104,12 +110,10 @@ class PairDataset:
         name = self.names[index]
         image_path, label_path = self.pairs[name]
         image, labels = read_image(image_path), read_label_png(label_path)
-        # read_image turns a photo by its EXIF orientation; a label map drawn on the stored pixels
-        # must turn with it. One that already has the turned shape (a 90-degree turn of a
-        # non-square photo) was drawn on the photo as viewers show it and stays as it is.
-        orientation = exif_orientation(image_path)
-        drawn_turned = orientation in QUARTER_TURNS and labels.shape == image.shape[:2] != image.shape[1::-1]
-        if orientation != 1 and not drawn_turned:
+        # read_image turns a photo by its EXIF orientation; label maps drawn on the stored pixels
+        # (labels_drawn_on "stored", the default) must turn with it, maps drawn on the photo as
+        # viewers show it ("shown") already have. The data set says which: no guessing by shape.
+        if self.labels_drawn_on == "stored" and (orientation := exif_orientation(image_path)) != 1:
             labels = turn_like_photo(labels, orientation)
         if image.shape[:2] != labels.shape:
             raise InputError(f"{name}: image {image.shape[:2]} and label map {labels.shape} differ in size")
@@ -142,4 +146,5 @@ class FolderDataset(PairDataset):
         else:
             raise InputError(f"{self.root}: manifest.json with 'classes' is needed to name the labels")
         ignore = manifest.get("ignore_index")
-        super().__init__(str(self.root), pairs, label_set, None if ignore is None else int(ignore), mapping)
+        super().__init__(str(self.root), pairs, label_set, None if ignore is None else int(ignore), mapping,
+                         str(manifest.get("labels_drawn_on", "stored")))

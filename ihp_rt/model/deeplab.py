@@ -18,7 +18,7 @@ from ihp_rt.errors import ModelError
 from ihp_rt.labels import LabelSet
 from ihp_rt.model import efficientnet_lite
 from ihp_rt.model.backbones import BACKBONES
-from ihp_rt.model.input_stem import MapEntry, fuse_input_stems
+from ihp_rt.model.input_stem import InputStem, MapEntry, fuse_input_stems
 from ihp_rt.model.layers import conv_bn_act
 from ihp_rt.spec import ModelSpec
 
@@ -76,7 +76,10 @@ class DeepLabV3Plus(nn.Module):
 
 
 def _init_weights(model: nn.Module) -> None:
+    silent = {id(m.maps) for m in model.modules() if isinstance(m, InputStem) and hasattr(m, "maps")}
     for m in model.modules():
+        if id(m) in silent:
+            continue  # a map branch starts at zero (InputStem): step 0 sees the image alone
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:

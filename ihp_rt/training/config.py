@@ -53,6 +53,20 @@ class TrainConfig:
     model_version: str = "dev"
     notes: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse unknown choices here, before data loaders start, not at the first step."""
+        from ihp_rt.simulation import STRATEGIES
+        from ihp_rt.spec import MAP_ENTRIES
+        from ihp_rt.training.losses import CE_WEIGHTINGS
+
+        choices = {"optimizer": ("sgd", "adamw"), "ce_weighting": CE_WEIGHTINGS, "map_entry": MAP_ENTRIES,
+                   "strategy": STRATEGIES}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise InputError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if not 0 < self.map_scale <= 1:
+            raise InputError(f"map_scale must be in (0, 1], got {self.map_scale}")
+
     @property
     def effective_sp_lambda(self) -> float:
         if self.sp_lambda is not None:
