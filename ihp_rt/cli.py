@@ -292,9 +292,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     also = []
     for path in (args.model or [])[1:]:
         other = _open_checkpoint(path, "mobilenetv3_large", "lip")
-        if other.spec.input_size != checkpoint.spec.input_size:
-            raise InputError(f"{path} runs at {other.spec.input_size} px, the first model at "
-                             f"{checkpoint.spec.input_size}: compare models of one input size")
+        if (other.spec.input_size, other.spec.labels) != (checkpoint.spec.input_size, checkpoint.spec.labels):
+            raise InputError(f"{path} ({other.spec.labels.name}, {other.spec.input_size} px) differs from the first "
+                             f"model ({checkpoint.spec.labels.name}, {checkpoint.spec.input_size} px): compare models "
+                             "of one label set and input size (clicks and INT8 calibration are shared)")
         also.append((other, f"{Path(path).stem} ({other.spec.backbone})"))
     names = args.backends.split(",") if args.backends else list(BENCH_BACKENDS)
     calibration = None
