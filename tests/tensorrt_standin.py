@@ -14,6 +14,8 @@ Mimicked behaviour:
   strongly typed network, and the FP16 flag on a strongly typed network fails the build.
 * TensorRT 11: BuilderFlag.FP16 is gone; every network is strongly typed (the STRONGLY_TYPED
   flag is deprecated and ignored), so an FP32 graph makes an FP32 engine.
+* OnnxParser.parse returns False, with errors to read through get_error, for a graph the parser
+  does not support (``fail_parse``: every graph, as for an operator TensorRT has no importer for).
 * set_timing_cache returns False for a cache serialised by another TensorRT version (unless
   ignore_mismatch); build_serialized_network returns None on failure.
 * deserialize_cuda_engine returns None for an engine of another TensorRT version.
@@ -105,8 +107,10 @@ class Logger:
         self.min_severity = min_severity
 
 
-def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False):
-    """A fresh stand-in module of TensorRT ``version``; ``module.calls`` records every call."""
+def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False, fail_parse: bool = False):
+    """A fresh stand-in module of TensorRT ``version``; ``module.calls`` records every call.
+    ``fail_build``: build_serialized_network returns None; ``fail_parse``: the ONNX parser
+    rejects every graph, as TensorRT does a graph with an operator it has no importer for."""
     major = int(version.split(".")[0])
     calls: list[tuple] = []
     module = types.ModuleType("tensorrt")
@@ -115,6 +119,7 @@ def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False):
     module.calls = calls
     module.executions = []
     module.fail_build = fail_build
+    module.fail_parse = fail_parse
 
     if major >= 11:
         NetworkDefinitionCreationFlag = enum.IntEnum(
@@ -153,6 +158,11 @@ def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False):
 
         def parse(self, model: bytes, path: str | None = None) -> bool:
             calls.append(("OnnxParser.parse", len(model)))
+            if module.fail_parse:
+                self.errors.append("In node 0 (importFallbackPluginImporter): UNSUPPORTED_NODE: Assertion failed: "
+                                   "creator && \"Plugin not found, are the plugin name, version, and namespace "
+                                   "correct?\"")
+                return False
             try:
                 parsed = onnx.load_from_string(bytes(model))
             except Exception as e:

@@ -207,3 +207,32 @@ def test_ort_cuda_without_cupy_binds_host_memory_and_says_so(monkeypatch, onnx_f
     assert "copied whole to the GPU on every click" in backend.choice
     backend.set_image(rng.standard_normal((3, size, size)).astype(np.float32))
     assert backend.predict(random_clicks(rng, 3, backend.spec.num_classes, size, size)).shape == (size, size)
+
+
+def test_auto_falls_back_when_tensorrt_cannot_parse_a_graph_onnx_runtime_runs(monkeypatch, tmp_path,
+                                                                              onnx_file) -> None:
+    """TensorRT's ONNX parser supports fewer operators than ONNX Runtime: a graph it rejects is
+    TensorRT's limit (BackendError, so `auto` moves on), not a broken model. A graph ONNX Runtime
+    cannot load either, or a file that is not ONNX at all, stays the model's fault (ModelError)."""
+    import onnx
+
+    use_module(monkeypatch, "tensorrt", make_tensorrt(fail_parse=True))
+    use_module(monkeypatch, "cupy", make_cupy())
+    fresh_encoding_cuda(monkeypatch)
+    monkeypatch.setenv("IHP_RT_CACHE", str(tmp_path / "cache"))
+    backend = open_backend(onnx_file)
+    assert backend.name == "onnxruntime-cpu"
+    assert backend.choice.startswith("TensorRT failed to open (TensorRT 11.4.0.106 cannot parse")
+    with pytest.raises(BackendError, match="UNSUPPORTED_NODE"):
+        open_backend(onnx_file, "tensorrt")  # asked for by name: no fallback, but not the model's fault
+
+    model = onnx.load(str(onnx_file))
+    model.graph.node[0].op_type = "NoSuchOperator"
+    unrunnable = tmp_path / "unrunnable.onnx"
+    onnx.save(model, str(unrunnable))
+    with pytest.raises(ModelError, match="ONNX Runtime cannot load it"):
+        open_backend(unrunnable)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff\x00 not a protobuf" * 8)
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        open_backend(garbage)

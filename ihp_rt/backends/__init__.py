@@ -5,8 +5,9 @@ for by name that cannot run raises BackendError naming what is missing: never a 
 fallback. ``auto`` chooses by what is installed and usable -- TensorRT, then ONNX Runtime CUDA,
 then ONNX Runtime CPU for an .onnx file; PyTorch (CUDA when present) for a checkpoint -- and
 records why in ``backend.choice``. "Usable" means the libraries load and a GPU answers, not only
-that the packages exist; and when TensorRT still fails to open (say, it cannot build an engine
-for this graph), ``auto`` moves on to ONNX Runtime with that reason recorded.
+that the packages exist; and when TensorRT still fails to open (say, its parser rejects this
+graph or it cannot build an engine for it), ``auto`` moves on to ONNX Runtime with that reason
+recorded.
 """
 
 from __future__ import annotations

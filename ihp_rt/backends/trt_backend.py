@@ -42,7 +42,7 @@ from ihp_rt.backends.engine_cache import (
     timing_cache_path,
     write_engine,
 )
-from ihp_rt.errors import BackendError, ModelError
+from ihp_rt.errors import BackendError, IhpError, ModelError
 from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,26 @@ def gpu_identity() -> tuple[str, str]:
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     return name, f"{props['major']}.{props['minor']}"
+
+
+def _unparsable(trt, onnx_path: Path, parser_errors: str) -> IhpError:
+    """The error for a graph TensorRT's parser rejects, chosen by whether ONNX Runtime loads it.
+
+    The parser supports fewer operators than ONNX Runtime, so a rejection is usually TensorRT's
+    limit: BackendError, which `auto` answers by moving on to ONNX Runtime. Only a graph ONNX
+    Runtime cannot load either is the model's fault (ModelError: no other engine would hide it)."""
+    try:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # only loading
+        onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except ImportError:
+        pass  # nothing to compare with: the parser's refusal is all we know, and it is TensorRT's
+    except Exception as e:
+        return ModelError(f"{onnx_path} is not a loadable ONNX model: TensorRT cannot parse it ({parser_errors}) and "
+                          f"ONNX Runtime cannot load it ({_one_line(e)})")
+    return BackendError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {parser_errors}")
 
 
 def strongly_typed_only(trt) -> bool:
@@ -173,7 +193,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, f
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ModelError(f"model file not found: {onnx_path}")
-    model = onnx.load(str(onnx_path))
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as e:  # DecodeError and the like: no engine could read this file
+        raise ModelError(f"{onnx_path} is not a loadable ONNX model: {_one_line(e)}") from None
     spec, output = read_onnx_spec(model, onnx_path)
     plan = plan_build(trt, onnx_precision(model), fp16)
     gpu, capability = gpu_identity()
@@ -189,7 +212,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, f
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        raise _unparsable(trt, onnx_path, errors)
     inputs = [network.get_input(i).name for i in range(network.num_inputs)]
     if inputs != [INPUT]:
         raise ModelError(f"{onnx_path} has inputs {inputs}, expected one named {INPUT!r}: "

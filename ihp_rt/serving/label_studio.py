@@ -30,14 +30,11 @@ The reply is one BrushLabels region per part present in the mask, as brush RLE. 
 image is fetched, decoded and pre-processed once and kept, with its keypoints, for the
 ``max_sessions`` most recently clicked tasks (an evicted task starts again from the keypoints
 of the next request). Images are fetched only from data: URIs and from the Label Studio host
-named by ``LABEL_STUDIO_URL`` (same scheme, host and port), never from any other host a task
-might name, nor from one a redirect points at: the token would go with it. On that host only
-its file-serving paths are asked (:data:`FILE_PATHS`): ``/predict`` answers anyone, and a
-task URL must not make the server call Label Studio's API with the token.
-``LABEL_STUDIO_API_KEY`` is either a legacy token (sent as ``Token <key>``) or a personal
-access token, a JWT refresh token, which Label Studio takes only as the short-lived access
-token its ``/api/token/refresh/`` exchanges it for (sent as ``Bearer <access>``, kept until
-shortly before it expires).
+named by ``LABEL_STUDIO_URL``, never from any other host a task might name, nor from one a
+redirect points at: the token would go with it. ``LABEL_STUDIO_API_KEY`` is either a legacy
+token (sent as ``Token <key>``) or a personal access token, a JWT refresh token, which Label
+Studio takes only as the short-lived access token its ``/api/token/refresh/`` exchanges it for
+(sent as ``Bearer <access>``, kept until shortly before it expires).
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import threading
 import time
 import urllib.error
@@ -59,7 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import IO, Annotated, NamedTuple
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 from xml.etree import ElementTree
 
 import numpy as np
@@ -78,14 +74,6 @@ from ihp_rt.session import Session, SharedBackend
 # be answered, and the two hosts' clocks may disagree a little.
 EXPIRY_MARGIN_S = 30.0
 MAX_TOKEN_REPLY_BYTES = 64 << 10  # /api/token/refresh/ answers a few hundred bytes
-# Where Label Studio 1.23 serves task files (label_studio/data_import/urls.py and
-# io_storages/urls.py): uploads, local-storage files, the persistent-storage download view,
-# and the cloud-storage proxies (tasks' and projects' resolve/, and presign/ kept for old
-# tasks). All are read-only GETs. The image fetch carries the admin token on behalf of anyone
-# who can reach /predict, so every other path of the host -- its API, where a GET of
-# /api/projects/{id}/next assigns a task -- is refused.
-FILE_PATHS = re.compile(r"/(data/upload/|data/local-files/|storage-data/uploaded/"
-                        r"|(tasks|projects)/\d+/(resolve|presign)/)")
 
 
 def jwt_claims(token: str) -> dict | None:
@@ -209,22 +197,6 @@ class _StayOnHost(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def is_file_url(url: str, host_url: str) -> bool:
-    """Whether ``url`` (on the host: the caller checked) is one of Label Studio's file URLs,
-    under the path LABEL_STUDIO_URL may have (Label Studio behind a prefix). Percent-decoded
-    dot segments are refused outright: Label Studio's router sees the decoded path, so
-    ``/data/upload/%2e%2e/%2e%2e/api/...`` could reach its API."""
-    path = unquote(urlsplit(url).path)
-    if any(segment in (".", "..") for segment in path.split("/")):
-        return False
-    base = urlsplit(host_url).path.rstrip("/")
-    if base:
-        if not path.startswith(base + "/"):
-            return False
-        path = path[len(base):]
-    return FILE_PATHS.match(path) is not None
-
-
 def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     """The encoded image a task points at: a data: URI, or a file on the Label Studio host."""
     if url.startswith("data:"):
@@ -241,10 +213,6 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     origin = _origin(host.url)
     if _origin(absolute) != origin or origin[0] not in ("http", "https"):
         raise InputError(f"refusing to fetch {url!r}: only images on the Label Studio host {host.url} are fetched")
-    if not is_file_url(absolute, host.url):
-        raise InputError(f"refusing to fetch {url!r}: only Label Studio's file URLs (/data/upload/, "
-                         "/data/local-files/, /storage-data/uploaded/, /tasks/<id>/resolve/, ...) are fetched "
-                         "with its token, never the rest of its API")
     opener = urllib.request.build_opener(_StayOnHost(host.url))
     try:
         authorization, final = host.tokens.authorization(host, opener)
