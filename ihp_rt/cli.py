@@ -394,8 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-engine", help="build a TensorRT engine from an exported .onnx (needs a GPU)")
     p.add_argument("onnx", help="model exported by `ihp-rt export` (use --precision fp16 for TensorRT 11)")
     p.add_argument("-o", "--output", help="engine file (default: the engine cache, keyed by ONNX+TensorRT+GPU)")
-    p.add_argument("--fp16", action="store_true", help="FP16 engine (TensorRT 10 builder flag; TensorRT 11 "
-                   "takes precision from the graph)")
+    # Default None, the choice opening the .onnx makes: the precision is part of the engine cache key,
+    # so any other default builds an engine that `serve`/`predict` never find and build again.
+    p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=None,
+                   help="--fp16: FP16 engine (TensorRT 11 takes it from the graph: export with --precision fp16); "
+                   "--no-fp16: the graph's own precision; default: what opening the .onnx builds (FP16 where "
+                   "this TensorRT can make it), so that engine is the one reused")
     p.add_argument("--workspace", type=float, default=4.0, help="builder workspace in GiB")
     p.add_argument("--timing-cache", help="timing cache file (default: in the engine cache)")
     p.set_defaults(func=cmd_build_engine)

@@ -133,7 +133,7 @@ def test_trt10_uses_the_fp16_flag_on_weakly_typed_fp32_graphs(monkeypatch, tmp_p
     assert calls(trt, "Builder.create_network")[-1] == ("Builder.create_network", 0)
     assert calls(trt, "IBuilderConfig.set_flag") == [("IBuilderConfig.set_flag", trt.BuilderFlag.FP16)]
     assert read_sidecar(fp16).precision == "fp16"
-    fp32 = build_engine(exports["fp32"], fp16=False)  # `build-engine` without --fp16
+    fp32 = build_engine(exports["fp32"], fp16=False)  # `build-engine --no-fp16`
     strongly_typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert calls(trt, "Builder.create_network")[-1] == ("Builder.create_network", strongly_typed)
     assert len(calls(trt, "IBuilderConfig.set_flag")) == 1 and read_sidecar(fp32).precision == "fp32"
@@ -307,3 +307,19 @@ def test_a_sidecar_that_is_not_utf8_is_rebuilt_or_refused_like_corrupt_json(monk
     assert build_engine(exports["fp32"], engine) == engine
     assert len(calls(trt, "Builder.build_serialized_network")) == 2  # rebuilt, not refused
     assert read_sidecar(engine).engine_sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()
+
+
+def test_build_engine_cli_builds_the_engine_opening_the_onnx_reuses(monkeypatch, tmp_path, exports, capsys) -> None:
+    """`ihp-rt build-engine` ahead of deployment must fill the cache entry that opening the .onnx
+    looks up: same precision choice, so on TensorRT 10 (where FP32 graphs get the FP16 flag) the
+    server reuses the engine instead of building another."""
+    from ihp_rt.cli import main
+    from ihp_rt.session import Session
+
+    trt, _ = install(monkeypatch, tmp_path, version=TRT10)
+    assert main(["build-engine", str(exports["fp32"])]) == 0
+    session = Session.open(exports["fp32"], backend="tensorrt")
+    assert session.backend.name == "tensorrt-fp16"
+    assert len(calls(trt, "Builder.build_serialized_network")) == 1  # built once, by the CLI
+    assert main(["build-engine", str(exports["fp32"]), "--no-fp16"]) == 0  # the graph's own precision
+    assert "fp32" in {read_sidecar(p).precision for p in (tmp_path / "cache" / "engines").glob("*.engine")}
