@@ -125,7 +125,7 @@ def fake_label_studio(photo_png):
             if self.headers.get("Authorization") != "Token secret":
                 self.send_error(401)
                 return
-            if self.path.startswith("/moved?to="):  # Label Studio sends some files on with a redirect
+            if self.path.startswith("/tasks/1/resolve/?to="):  # a storage's presigned URL: a redirect
                 self.send_response(302)
                 self.send_header("Location", unquote(self.path.split("=", 1)[1]))
                 self.send_header("Content-Length", "0")
@@ -321,11 +321,11 @@ def test_redirects_never_leave_the_label_studio_host(backend, fake_label_studio,
     elsewhere, seen = other_host
     client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
     away = client.post("/label-studio/predict", json=predict_body(
-        "/moved?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], task_id=21))
+        "/tasks/1/resolve/?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], task_id=21))
     assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
     assert seen == []  # not asked at all, so certainly not given the token
     within = client.post("/label-studio/predict", json=predict_body(
-        "/moved?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], task_id=22))
+        "/tasks/1/resolve/?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], task_id=22))
     assert within.status_code == 200, within.text
 
 
@@ -553,7 +553,7 @@ def jwt_host(photo_png):
             state.image_auth.append(auth)
             if state.refuse_images or auth not in {f"Bearer {a}" for a in state.valid}:
                 self.reply(401, b'{"detail": "Authentication credentials were not provided."}')
-            elif self.path.startswith("/moved?to="):
+            elif self.path.startswith("/tasks/1/resolve/?to="):
                 self.reply(302, b"", Location=unquote(self.path.split("=", 1)[1]))
             elif self.path == "/data/upload/1/photo.png":
                 self.reply(200, photo_png, "image/png")
@@ -639,12 +639,12 @@ def test_tokens_never_leave_the_label_studio_host(backend, jwt_host, other_host)
     assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
     jwt_host.refresh_redirect = None
     away = client.post("/label-studio/predict", json=predict_body(
-        "/moved?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], 44))
+        "/tasks/1/resolve/?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], 44))
     assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
     assert jwt_host.image_auth == [f"Bearer {jwt_host.issued[0]}"]  # the redirect came with a valid token
     assert seen == []
     within = client.post("/label-studio/predict", json=predict_body(
-        "/moved?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], 45))
+        "/tasks/1/resolve/?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], 45))
     assert within.status_code == 200, within.text
 
 
@@ -674,3 +674,96 @@ def test_the_host_under_another_scheme_is_not_the_label_studio_host(backend, fak
                                                                       [keypoint(20, 20, "hair")], task_id=61))
     assert response.status_code == 400 and "only images on the Label Studio host" in response.json()["detail"]
     assert fetches == []  # not asked at all
+
+
+@pytest.fixture
+def any_path_host(photo_png):
+    """A loopback Label Studio stand-in that answers *every* GET with the photo (given the
+    token) and records each path asked: what the backend asks for is all up to its own check."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            if self.headers.get("Authorization") != "Token secret":
+                self.send_error(401)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(photo_png)))
+            self.end_headers()
+            self.wfile.write(photo_png)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("path", [
+    "/data/upload/3/photo.png", "/data/local-files/?d=photos/photo.png", "/storage-data/uploaded/?filepath=a.png",
+    "/tasks/12/resolve/?fileuri=czM6Ly9iL2EucG5n", "/tasks/12/presign/?fileuri=x", "/projects/3/resolve/?fileuri=x",
+])
+def test_task_images_are_fetched_from_label_studios_file_urls(any_path_host, photo_png, path) -> None:
+    from ihp_rt.serving.label_studio import fetch_image
+
+    url, seen = any_path_host
+    for task_url in (path, url + path):  # root-relative, as Label Studio writes them, or absolute
+        assert fetch_image(task_url, LabelStudioHost(url, "secret"), 1 << 20) == photo_png
+    assert fetch_image("/ls" + path, LabelStudioHost(url + "/ls", "secret"), 1 << 20) == photo_png  # under a path
+    assert seen == [path, path, "/ls" + path]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/projects/1/next", "/api/projects/1/next/?x=/data/upload/1.png", "/data/upload/../../api/projects/1/next",
+    "/data/upload/%2e%2e/%2E%2E/api/projects/1/next", "/data/upload/..%2F..%2Fapi/projects/1/next", "/data/uploadx/1",
+    "/tasks/x/resolve/", "/user/logout/", "/", "/ls/data/upload/1.png",
+])
+def test_other_paths_of_the_label_studio_host_are_never_asked(backend, any_path_host, path) -> None:
+    """/predict takes anyone's request: a task URL must not make the server GET Label Studio's
+    API with its token (``/api/projects/{id}/next`` assigns the caller a task, say)."""
+    from ihp_rt.serving.label_studio import fetch_image
+
+    url, seen = any_path_host
+    for task_url in (path, url + path):
+        with pytest.raises(InputError, match="only Label Studio's file URLs"):
+            fetch_image(task_url, LabelStudioHost(url, "secret"), 1 << 20)
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    response = client.post("/label-studio/predict", json=predict_body(path, [keypoint(20, 20, "hair")], task_id=62))
+    assert response.status_code == 400 and "file URLs" in response.json()["detail"], response.text
+    assert seen == []
+
+
+def test_basic_auth_guards_every_label_studio_route(backend, fake_label_studio, monkeypatch) -> None:
+    """With LABEL_STUDIO_ML_BASIC_AUTH set, /label-studio/* answers only requests carrying it,
+    as Label Studio sends it (the ML backend's basic_auth_user / basic_auth_pass, by requests'
+    HTTPBasicAuth); the web page's routes stay open."""
+    from ihp_rt.errors import IhpError
+
+    url, _ = fake_label_studio
+    monkeypatch.setenv("LABEL_STUDIO_URL", url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "secret")
+    monkeypatch.setenv("LABEL_STUDIO_ML_BASIC_AUTH", "studio:s3cr:et")  # the password may hold a colon
+    client = TestClient(create_app(backend))
+    body = predict_body("/data/upload/1/photo.png", [keypoint(20, 20, "hair")], task_id=63)
+    calls = [("GET", "/label-studio/health", None), ("POST", "/label-studio/setup", {"project": "1"}),
+             ("POST", "/label-studio/webhook", {}), ("POST", "/label-studio/predict", body)]
+    for auth in (None, ("studio", "wrong"), ("other", "s3cr:et"), ("studio", "s3cr")):
+        for method, path, json_body in calls:
+            refused = client.request(method, path, json=json_body, auth=auth)
+            assert refused.status_code == 401 and "basic auth" in refused.json()["detail"], (auth, path)
+            assert refused.headers["WWW-Authenticate"].startswith("Basic ")
+    for method, path, json_body in calls:
+        assert client.request(method, path, json=json_body, auth=("studio", "s3cr:et")).status_code == 200, path
+    assert client.get("/health").status_code == 200 and client.get("/info").status_code == 200
+    for bad in ("no-colon", ":pass", "user:"):
+        monkeypatch.setenv("LABEL_STUDIO_ML_BASIC_AUTH", bad)
+        with pytest.raises(IhpError, match="LABEL_STUDIO_ML_BASIC_AUTH"):
+            create_app(backend)
+    assert "s3cr" not in repr(LabelStudioHost("http://ls", "secret", ml_basic_auth="studio:s3cr:et"))

@@ -15,7 +15,9 @@ keypoints *of that region's label* (``getConnectedDynamicRegions``; a deleted on
 serialised as in an annotation, so the backend must keep the other labels' keypoints itself.
 Deleting a label's last keypoint posts an empty list. The backend is given a personal access
 token (a JWT, the kind Label Studio shows its users by default), so each task image it fetches
-goes through the token exchange; the test's own client uses the legacy token.
+goes through the token exchange; the test's own client uses the legacy token. The backend
+requires basic auth (LABEL_STUDIO_ML_BASIC_AUTH), which Label Studio sends from the ML
+backend's Basic Auth settings: every request below passes through it.
 
 Slow (a Label Studio start is ~1 min, its first install a few more), so it is marked
 ``label_studio``, left out of scripts/test.sh and run by scripts/test_label_studio.sh from
@@ -51,6 +53,7 @@ pytestmark = [pytest.mark.label_studio, pytest.mark.timeout(1800)]
 
 PHOTO = EXAMPLES / "astronaut.jpg"
 USER, PASSWORD, TOKEN = "ihp-rt@example.com", "ihp-rt-test-password", "ihp0rt0test0token0123456789"
+BACKEND_AUTH = ("label-studio", "ihp-rt:backend-password")  # LABEL_STUDIO_ML_BASIC_AUTH, a colon in the password
 INSTALL_TIMEOUT_S = 1500  # a first install downloads ~250 MB of wheels
 START_TIMEOUT_S = 300  # Label Studio migrates a fresh SQLite database before it answers
 
@@ -192,12 +195,14 @@ def personal_access_token(label_studio) -> str:
 @pytest.fixture(scope="module")
 def backend_url(label_studio, personal_access_token, tmp_path_factory) -> Iterator[str]:
     """``ihp-rt serve`` with the shipped model, told where Label Studio is and given a personal
-    access token, as a user would copy it from Label Studio's Account & Settings."""
+    access token, as a user would copy it from Label Studio's Account & Settings, and requiring
+    basic auth of Label Studio."""
     from ihp_rt.zoo import default_onnx_path
 
     port = free_port()
     log = tmp_path_factory.mktemp("ihp-rt-serve") / "serve.log"
-    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_access_token}
+    env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_access_token,
+           "LABEL_STUDIO_ML_BASIC_AUTH": ":".join(BACKEND_AUTH)}
     command = [str(Path(sys.executable).parent / "ihp-rt"), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(default_onnx_path()), "--backend", "onnxruntime", "--device", "cpu", "--threads", "1"]
     with process(command, env, log) as proc:
@@ -239,8 +244,9 @@ def project(label_studio, backend_url) -> Project:
     tasks = tasks["tasks"] if isinstance(tasks, dict) else tasks
     assert len(tasks) == 1, tasks
     # Label Studio calls our /health and /setup (with the project's config) before it answers.
-    ml = api.post("/api/ml", json={"url": backend_url, "project": pid, "is_interactive": True,
-                                   "title": "ihp-rt"})
+    ml = api.post("/api/ml", json={"url": backend_url, "project": pid, "is_interactive": True, "title": "ihp-rt",
+                                   "auth_method": "BASIC_AUTH", "basic_auth_user": BACKEND_AUTH[0],
+                                   "basic_auth_pass": BACKEND_AUTH[1]})
     assert ml.status_code == 201, ml.text
     return Project(pid, tasks[0]["id"], ml.json()["id"], tasks[0]["data"]["image"])
 
@@ -307,6 +313,17 @@ def test_label_studio_connects_the_backend(label_studio, project) -> None:
     assert ml["state"] == "CO", ml  # "Connected"; "ER" carries our /setup's refusal in error_message
     assert ml["is_interactive"] is True
     assert project.image_url.startswith("/data/upload/"), project.image_url  # fetched from Label Studio
+
+
+def test_the_backend_takes_only_label_studio_with_its_basic_auth(label_studio, project, backend_url) -> None:
+    """Without the basic auth (or with another password) the backend refuses, and Label Studio
+    reports that as wrong authentication parameters; with it (the project's backend) it connected."""
+    assert httpx.get(backend_url + "/health", timeout=60).status_code == 401
+    assert httpx.get(backend_url + "/health", auth=BACKEND_AUTH, timeout=60).status_code == 200
+    wrong = label_studio.api.post("/api/ml", json={"url": backend_url, "project": project.id, "title": "wrong",
+                                                   "auth_method": "BASIC_AUTH", "basic_auth_user": BACKEND_AUTH[0],
+                                                   "basic_auth_pass": "guess"})
+    assert wrong.status_code == 400 and "authentication parameters" in wrong.text, wrong.text
 
 
 def test_front_end_clicks_give_the_sessions_masks(label_studio, project, session) -> None:

@@ -30,11 +30,19 @@ The reply is one BrushLabels region per part present in the mask, as brush RLE. 
 image is fetched, decoded and pre-processed once and kept, with its keypoints, for the
 ``max_sessions`` most recently clicked tasks (an evicted task starts again from the keypoints
 of the next request). Images are fetched only from data: URIs and from the Label Studio host
-named by ``LABEL_STUDIO_URL``, never from any other host a task might name, nor from one a
-redirect points at: the token would go with it. ``LABEL_STUDIO_API_KEY`` is either a legacy
-token (sent as ``Token <key>``) or a personal access token, a JWT refresh token, which Label
-Studio takes only as the short-lived access token its ``/api/token/refresh/`` exchanges it for
-(sent as ``Bearer <access>``, kept until shortly before it expires).
+named by ``LABEL_STUDIO_URL`` (same scheme, host and port), never from any other host a task
+might name, nor from one a redirect points at: the token would go with it. On that host only
+its file-serving paths are asked (:data:`FILE_PATHS`): ``/predict`` answers anyone, and a
+task URL must not make the server call Label Studio's API with the token.
+``LABEL_STUDIO_API_KEY`` is either a legacy token (sent as ``Token <key>``) or a personal
+access token, a JWT refresh token, which Label Studio takes only as the short-lived access
+token its ``/api/token/refresh/`` exchanges it for (sent as ``Bearer <access>``, kept until
+shortly before it expires).
+
+Label Studio can send each request to an ML backend with HTTP Basic auth (the backend's
+"Basic Auth" user and password in its settings); with ``LABEL_STUDIO_ML_BASIC_AUTH=USER:PASS``
+every ``/label-studio/*`` route requires it (401 otherwise, which Label Studio reports as
+wrong authentication parameters). Set it wherever the port is reachable by others.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import secrets
 import threading
 import time
 import urllib.error
@@ -55,11 +65,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import IO, Annotated, NamedTuple
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 from xml.etree import ElementTree
 
 import numpy as np
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 
 from ihp_rt import __version__
 from ihp_rt.errors import IhpError, InputError
@@ -67,13 +77,21 @@ from ihp_rt.images import decode_image
 from ihp_rt.labels import LabelSet
 from ihp_rt.serving.brush_rle import encode_brush_rle
 from ihp_rt.serving.config import ServeConfig
-from ihp_rt.serving.errors import ERRORS, ClickLimit
+from ihp_rt.serving.errors import ERRORS, ClickLimit, ErrorOut
 from ihp_rt.session import Session, SharedBackend
 
 # An access token is renewed this long before its exp: a fetch may take its 30 s timeout to
 # be answered, and the two hosts' clocks may disagree a little.
 EXPIRY_MARGIN_S = 30.0
 MAX_TOKEN_REPLY_BYTES = 64 << 10  # /api/token/refresh/ answers a few hundred bytes
+# Where Label Studio 1.23 serves task files (label_studio/data_import/urls.py and
+# io_storages/urls.py): uploads, local-storage files, the persistent-storage download view,
+# and the cloud-storage proxies (tasks' and projects' resolve/, and presign/ kept for old
+# tasks). All are read-only GETs. The image fetch carries the admin token on behalf of anyone
+# who can reach /predict, so every other path of the host -- its API, where a GET of
+# /api/projects/{id}/next assigns a task -- is refused.
+FILE_PATHS = re.compile(r"/(data/upload/|data/local-files/|storage-data/uploaded/"
+                        r"|(tasks|projects)/\d+/(resolve|presign)/)")
 
 
 def jwt_claims(token: str) -> dict | None:
@@ -133,15 +151,52 @@ class AccessTokens:
 
 @dataclass(frozen=True)
 class LabelStudioHost:
-    """Where task images live; from LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY by default."""
+    """The Label Studio this backend serves: where task images live (LABEL_STUDIO_URL, fetched
+    with LABEL_STUDIO_API_KEY) and the basic auth it must send to ``/label-studio/*``
+    (LABEL_STUDIO_ML_BASIC_AUTH, ``USER:PASS``; None: the routes are open). From the
+    environment by default, which keeps the secrets out of ``ps``."""
 
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # a repr lands in logs and tracebacks
     tokens: AccessTokens = field(default_factory=AccessTokens, compare=False, repr=False)
+    ml_basic_auth: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Refuse, at start, credentials Label Studio cannot send: it sends basic auth only when
+        both user and password are set, and requests encodes them as Latin-1."""
+        if self.ml_basic_auth is None:
+            return
+        user, _, password = self.ml_basic_auth.partition(":")
+        if not (user and password and max(map(ord, self.ml_basic_auth)) < 256):
+            raise IhpError("LABEL_STUDIO_ML_BASIC_AUTH must be USER:PASS, both non-empty and Latin-1 (what Label "
+                           "Studio's ML backend settings send as Basic Auth)")
 
     @classmethod
     def from_environment(cls) -> LabelStudioHost:
-        return cls(os.environ.get("LABEL_STUDIO_URL") or None, os.environ.get("LABEL_STUDIO_API_KEY") or None)
+        return cls(os.environ.get("LABEL_STUDIO_URL") or None, os.environ.get("LABEL_STUDIO_API_KEY") or None,
+                   ml_basic_auth=os.environ.get("LABEL_STUDIO_ML_BASIC_AUTH") or None)
+
+
+def basic_auth_check(credentials: str) -> Callable[[Request], None]:
+    """A route dependency that lets through only requests with this ``USER:PASS`` as HTTP Basic
+    auth: what Label Studio 1.23 sends every ML backend request with when the backend's
+    "Basic Auth" user and password are set (requests' HTTPBasicAuth, Latin-1). Without it
+    anyone who reaches the port could have the server fetch Label Studio's images with its token."""
+    expected = credentials.encode("latin-1")
+
+    def check(request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except binascii.Error:
+            given = b""
+        # compare_digest: the time taken tells nothing of how much of the password matched
+        if scheme.lower() != "basic" or not secrets.compare_digest(given, expected):
+            raise HTTPException(401, "this Label Studio backend needs basic auth: set the ML backend's Basic Auth "
+                                     "user and password in Label Studio to LABEL_STUDIO_ML_BASIC_AUTH's",
+                                headers={"WWW-Authenticate": 'Basic realm="ihp-rt Label Studio backend"'})
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -197,6 +252,22 @@ class _StayOnHost(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+def is_file_url(url: str, host_url: str) -> bool:
+    """Whether ``url`` (on the host: the caller checked) is one of Label Studio's file URLs,
+    under the path LABEL_STUDIO_URL may have (Label Studio behind a prefix). Percent-decoded
+    dot segments are refused outright: Label Studio's router sees the decoded path, so
+    ``/data/upload/%2e%2e/%2e%2e/api/...`` could reach its API."""
+    path = unquote(urlsplit(url).path)
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return False
+    base = urlsplit(host_url).path.rstrip("/")
+    if base:
+        if not path.startswith(base + "/"):
+            return False
+        path = path[len(base):]
+    return FILE_PATHS.match(path) is not None
+
+
 def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     """The encoded image a task points at: a data: URI, or a file on the Label Studio host."""
     if url.startswith("data:"):
@@ -213,6 +284,10 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
     origin = _origin(host.url)
     if _origin(absolute) != origin or origin[0] not in ("http", "https"):
         raise InputError(f"refusing to fetch {url!r}: only images on the Label Studio host {host.url} are fetched")
+    if not is_file_url(absolute, host.url):
+        raise InputError(f"refusing to fetch {url!r}: only Label Studio's file URLs (/data/upload/, "
+                         "/data/local-files/, /storage-data/uploaded/, /tasks/<id>/resolve/, ...) are fetched "
+                         "with its token, never the rest of its API")
     opener = urllib.request.build_opener(_StayOnHost(host.url))
     try:
         authorization, final = host.tokens.authorization(host, opener)
@@ -398,7 +473,10 @@ class TaskSessions:
 
 def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) -> APIRouter:
     """The ML backend routes over the server's shared network."""
-    api = APIRouter(prefix="/label-studio", tags=["Label Studio ML backend"], responses=ERRORS)
+    guarded = host.ml_basic_auth is not None
+    api = APIRouter(prefix="/label-studio", tags=["Label Studio ML backend"],
+                    responses={**ERRORS, 401: {"model": ErrorOut}} if guarded else ERRORS,
+                    dependencies=[Depends(basic_auth_check(host.ml_basic_auth))] if guarded else [])
     labels = engine.backend.spec.labels
     model_version = f"ihp-rt-{__version__}-{labels.name}"
     tasks_held = TaskSessions(config.max_sessions)
