@@ -140,3 +140,32 @@ def test_the_kubernetes_example_matches_the_command_line_and_routes() -> None:
     assert build_parser().parse_args(command).func.__name__ == "cmd_serve"
     assert all((REPO / shlex.split(line)[1]).exists() for line in dockerfile.splitlines()
                if line.startswith("COPY ") and not line.startswith("COPY pyproject"))
+
+
+def test_the_kubernetes_example_sends_label_studio_to_one_pod() -> None:
+    """The Label Studio backend keeps each task's keypoints in its pod's memory, so Label Studio
+    must reach one pod, never the round-robin Service: a single-replica Deployment (replaced
+    with Recreate, never two at once) behind a Service of its own that selects only that pod."""
+    yaml = pytest.importorskip("yaml")
+    from ihp_rt.cli import build_parser
+
+    text = (DEPLOY / "kubernetes.yaml").read_text()
+    documents = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(text)}
+    deployment = documents[("Deployment", "ihp-rt-label-studio")]
+    service = documents[("Service", "ihp-rt-label-studio")]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == pod_labels
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    others = documents[("Deployment", "ihp-rt")]["spec"]["template"]["metadata"]["labels"]
+    assert not service["spec"]["selector"].items() <= others.items()  # the workers are not behind it
+    assert not documents[("Service", "ihp-rt")]["spec"]["selector"].items() <= pod_labels.items()  # nor it behind theirs
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert args.func.__name__ == "cmd_serve" and args.host == "0.0.0.0"
+    assert args.port == container["ports"][0]["containerPort"] == service["spec"]["ports"][0]["targetPort"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": args.port}
+    assert {e["name"] for e in container["env"]} == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
+                                                     "LABEL_STUDIO_ML_BASIC_AUTH"}
+    assert f"http://{service['metadata']['name']}/label-studio" in text  # what to give Label Studio
