@@ -67,13 +67,13 @@ def test_tensorrt_usable_needs_a_runtime_cupy_and_a_gpu(monkeypatch) -> None:
     use_module(monkeypatch, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "cupy" else object())
-    assert _tensorrt_usable() == "cupy is not installed"
+    assert _tensorrt_usable() == "CuPy is not installed; pip install 'ihp-rt[gpu]'"
     assert ("Runtime",) in trt.calls  # the TensorRT runtime was created, not only found
     monkeypatch.undo()
 
     use_module(monkeypatch, "tensorrt", make_tensorrt())
     use_module(monkeypatch, "cupy", make_cupy(device_count=0))
-    assert _tensorrt_usable() == "no CUDA GPU"
+    assert _tensorrt_usable() == "no CUDA GPU visible to CuPy"
     cp = make_cupy()
 
     def fails() -> int:
@@ -236,3 +236,24 @@ def test_auto_falls_back_when_tensorrt_cannot_parse_a_graph_onnx_runtime_runs(mo
     garbage.write_bytes(b"\xff\x00 not a protobuf" * 8)
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         open_backend(garbage)
+
+
+def test_every_gpu_path_probes_cupy_alike_and_reports_errors_in_one_line(monkeypatch, onnx_file) -> None:
+    """auto's TensorRT check, the TensorRT backend and ONNX Runtime's device input share one
+    probe for "CuPy with a GPU" (base.cupy_with_gpu) and one error formatter (base.one_line), so
+    they cannot drift apart in what they accept or in how they say what is missing."""
+    from ihp_rt.backends.base import one_line
+
+    assert one_line(RuntimeError("cudaErrorNoDevice:\n  no CUDA-capable device\n")) == (
+        "cudaErrorNoDevice: no CUDA-capable device")
+    assert one_line(RuntimeError()) == "RuntimeError" and len(one_line(ValueError("x" * 1000))) == 300
+
+    use_module(monkeypatch, "tensorrt", make_tensorrt())
+    use_module(monkeypatch, "cupy", make_cupy(device_count=0))
+    fresh_encoding_cuda(monkeypatch)
+    reason = _tensorrt_usable()
+    assert reason == "no CUDA GPU visible to CuPy"
+    with pytest.raises(BackendError, match=f"backend 'tensorrt' needs CuPy and a CUDA GPU: {reason}$"):
+        open_backend(onnx_file, "tensorrt")
+    monkeypatch.setattr(ort_module, "_ort", OrtWithCuda)
+    assert open_backend(onnx_file, "onnxruntime", "cuda").note.endswith(f": {reason}")

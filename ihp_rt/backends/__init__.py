@@ -16,7 +16,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ihp_rt.backends.base import Backend
+from ihp_rt.backends.base import Backend, cupy_with_gpu, one_line
 from ihp_rt.errors import BackendError, ModelError
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 def _tensorrt_usable() -> str | None:
@@ -41,16 +37,12 @@ def _tensorrt_usable() -> str | None:
 
         trt.Runtime(trt.Logger(trt.Logger.ERROR))
     except Exception as e:
-        return f"TensorRT does not load: {_one_line(e)}"
-    if importlib.util.find_spec("cupy") is None:
-        return "cupy is not installed"
+        return f"TensorRT does not load: {one_line(e)}"
     try:
-        import cupy as cp
-
-        count = cp.cuda.runtime.getDeviceCount()
-    except Exception as e:
-        return f"no usable CUDA GPU through CuPy: {_one_line(e)}"
-    return None if count > 0 else "no CUDA GPU"
+        cupy_with_gpu()
+    except BackendError as e:
+        return str(e)
+    return None
 
 
 def choose_onnx_backend(tensorrt_problem: str | None, ort_providers: list[str]) -> tuple[str, str, str]:
@@ -108,7 +100,7 @@ def open_backend(model: str | Path | Checkpoint, backend: str = "auto", device: 
             from ihp_rt.backends.ort_backend import OrtBackend
 
             opened = OrtBackend(model, fallback_device, threads)
-            choice = f"TensorRT failed to open ({_one_line(e)}); ONNX Runtime on {fallback_device.upper()}"
+            choice = f"TensorRT failed to open ({one_line(e)}); ONNX Runtime on {fallback_device.upper()}"
     elif backend == "onnxruntime":
         from ihp_rt.backends.ort_backend import OrtBackend
 

@@ -7,11 +7,46 @@ once, then only the clicks (model frame) on each predict.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
 
+from ihp_rt.errors import BackendError
 from ihp_rt.spec import ModelSpec
+
+ONE_LINE_LIMIT = 300  # characters of a library's error kept in a message
+
+
+def one_line(error: BaseException) -> str:
+    """``error`` as one line of at most ONE_LINE_LIMIT characters (its type name when it has no text).
+
+    CUDA, TensorRT and ONNX Runtime errors often span many lines; they end up inside
+    ``backend.choice``, a backend's ``note`` and the CLI's one-line error, which must stay one
+    line each. Every backend uses this one formatter so those messages read alike."""
+    return " ".join(str(error).split())[:ONE_LINE_LIMIT] or type(error).__name__
+
+
+def cupy_with_gpu() -> ModuleType:
+    """The cupy module with at least one CUDA device visible, else BackendError saying what is missing.
+
+    One probe for every GPU path -- auto's TensorRT check, the TensorRT backend and builder, ONNX
+    Runtime's device input -- so they agree on what "usable" means and say it in the same words.
+    It calls CuPy rather than only importing it: a CuPy built for another CUDA major version
+    imports fine and fails on its first call."""
+    try:
+        import cupy as cp
+    except ImportError as e:
+        if e.name == "cupy":
+            raise BackendError("CuPy is not installed; pip install 'ihp-rt[gpu]'") from None
+        raise BackendError(f"CuPy does not load: {one_line(e)}") from None  # e.g. its CUDA libraries
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError, or a CuPy built for another CUDA major version
+        raise BackendError(f"no usable CUDA GPU through CuPy: {one_line(e)}") from None
+    if count < 1:
+        raise BackendError("no CUDA GPU visible to CuPy")
+    return cp
 
 
 class Backend(Protocol):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ihp_rt.backends.base import cupy_with_gpu, one_line
 from ihp_rt.backends.stem import SplitGraph, patch_stem, split_after_stem
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.errors import BackendError, ModelError
@@ -72,17 +73,12 @@ class _CudaInput:
     def open(cls, spec: ModelSpec) -> tuple[_CudaInput | None, str]:
         """The device input, or None and why it cannot be used here."""
         try:
-            import cupy as cp
-
+            cp = cupy_with_gpu()
             from ihp_rt.encoding.cuda import encode_cuda
 
-            if cp.cuda.runtime.getDeviceCount() < 1:
-                raise RuntimeError("CuPy sees no CUDA device")
             return cls(cp, encode_cuda, spec), ""
-        except Exception as e:  # ImportError, or a CuPy built for another CUDA version
-            reason = " ".join(str(e).split())[:200]
-            return None, (f"input bound from host memory, copied whole to the GPU on every click: CuPy is not usable "
-                          f"({reason}); pip install 'ihp-rt[gpu]'")
+        except Exception as e:  # BackendError from the probe, or the kernel wrapper failing to import
+            return None, f"input bound from host memory, copied whole to the GPU on every click: {one_line(e)}"
 
     def bind(self, binding) -> None:
         binding.bind_input("input", "cuda", self.device_id, np.float32, tuple(self.buffer.shape),
@@ -101,7 +97,7 @@ class _CudaInput:
 
 def _not_loadable(path: Path, error: Exception) -> ModelError:
     """One line naming the file, whichever library (onnx or onnxruntime) failed to read it."""
-    return ModelError(f"{path} is not a loadable ONNX model: {' '.join(str(error).split())[:300]}")
+    return ModelError(f"{path} is not a loadable ONNX model: {one_line(error)}")
 
 
 class OrtBackend:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ihp_rt.backends.base import cupy_with_gpu, one_line
 from ihp_rt.backends.engine_cache import (
     EngineInfo,
     atomic_write_bytes,
@@ -50,10 +51,6 @@ log = logging.getLogger(__name__)
 INPUT, OUTPUT = "input", "labels"  # tensor names of every `ihp-rt export` graph with the labels head
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
-
-
 def import_tensorrt():
     """The tensorrt module, or BackendError: a wheel whose libraries fail to load raises OSError
     or RuntimeError rather than ImportError, and must be reported the same way."""
@@ -62,24 +59,8 @@ def import_tensorrt():
     except ImportError as e:
         raise BackendError(f"backend 'tensorrt' needs the tensorrt package (pip install 'ihp-rt[gpu]'): {e}") from None
     except Exception as e:
-        raise BackendError(f"TensorRT is installed but does not load: {_one_line(e)}") from None
+        raise BackendError(f"TensorRT is installed but does not load: {one_line(e)}") from None
     return trt
-
-
-def import_cupy_with_gpu():
-    """CuPy with at least one CUDA device visible, or BackendError naming what is missing."""
-    try:
-        import cupy as cp
-    except ImportError as e:
-        raise BackendError(f"backend 'tensorrt' needs CuPy for its device buffers (pip install 'ihp-rt[gpu]'): {e}"
-                           ) from None
-    try:
-        count = cp.cuda.runtime.getDeviceCount()
-    except Exception as e:  # CUDARuntimeError, or a CuPy built for another CUDA major version
-        raise BackendError(f"backend 'tensorrt' needs a CUDA GPU: {_one_line(e)}") from None
-    if count < 1:
-        raise BackendError("backend 'tensorrt' needs a CUDA GPU; none is visible")
-    return cp
 
 
 def onnx_precision(model) -> str:
@@ -122,7 +103,7 @@ def _unparsable(trt, onnx_path: Path, parser_errors: str) -> IhpError:
         pass  # nothing to compare with: the parser's refusal is all we know, and it is TensorRT's
     except Exception as e:
         return ModelError(f"{onnx_path} is not a loadable ONNX model: TensorRT cannot parse it ({parser_errors}) and "
-                          f"ONNX Runtime cannot load it ({_one_line(e)})")
+                          f"ONNX Runtime cannot load it ({one_line(e)})")
     return BackendError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {parser_errors}")
 
 
@@ -196,7 +177,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, f
     try:
         model = onnx.load(str(onnx_path))
     except Exception as e:  # DecodeError and the like: no engine could read this file
-        raise ModelError(f"{onnx_path} is not a loadable ONNX model: {_one_line(e)}") from None
+        raise ModelError(f"{onnx_path} is not a loadable ONNX model: {one_line(e)}") from None
     spec, output = read_onnx_spec(model, onnx_path)
     plan = plan_build(trt, onnx_precision(model), fp16)
     gpu, capability = gpu_identity()
@@ -243,7 +224,10 @@ class TensorRTBackend:
 
     def __init__(self, model: str | Path) -> None:
         trt = import_tensorrt()
-        cp = import_cupy_with_gpu()
+        try:
+            cp = cupy_with_gpu()  # device buffers, stream and click kernel all belong to CuPy
+        except BackendError as e:
+            raise BackendError(f"backend 'tensorrt' needs CuPy and a CUDA GPU: {e}") from None
         from ihp_rt.encoding.cuda import encode_cuda
 
         self._cp, self._encode = cp, encode_cuda
