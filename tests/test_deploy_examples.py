@@ -159,7 +159,7 @@ def test_the_kubernetes_example_sends_label_studio_to_one_pod() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
     others = documents[("Deployment", "ihp-rt")]["spec"]["template"]["metadata"]["labels"]
     assert not service["spec"]["selector"].items() <= others.items()  # the workers are not behind it
-    assert not documents[("Service", "ihp-rt")]["spec"]["selector"].items() <= pod_labels.items()  # nor it behind theirs
+    assert not documents[("Service", "ihp-rt")]["spec"]["selector"].items() <= pod_labels.items()  # nor it theirs
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = build_parser().parse_args(container["args"])
     assert args.func.__name__ == "cmd_serve" and args.host == "0.0.0.0"
