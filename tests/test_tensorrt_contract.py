@@ -323,3 +323,18 @@ def test_build_engine_cli_builds_the_engine_opening_the_onnx_reuses(monkeypatch,
     assert len(calls(trt, "Builder.build_serialized_network")) == 1  # built once, by the CLI
     assert main(["build-engine", str(exports["fp32"]), "--no-fp16"]) == 0  # the graph's own precision
     assert "fp32" in {read_sidecar(p).precision for p in (tmp_path / "cache" / "engines").glob("*.engine")}
+
+
+def test_building_without_cupy_is_a_clear_error_not_a_traceback(monkeypatch, tmp_path, exports, capsys) -> None:
+    """The engine cache is keyed by the GPU, which the builder asks CuPy for: without CuPy,
+    `ihp-rt build-engine` says so in one line (BackendError) instead of an ImportError traceback."""
+    from ihp_rt.backends.trt_backend import build_engine
+    from ihp_rt.cli import main
+
+    trt, _ = install(monkeypatch, tmp_path)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
+    with pytest.raises(BackendError, match="needs CuPy and a CUDA GPU: CuPy is not installed"):
+        build_engine(exports["fp32"])
+    assert main(["build-engine", str(exports["fp32"])]) == 2
+    assert "ihp-rt: error: " in capsys.readouterr().err
+    assert calls(trt, "Builder") == []

@@ -79,9 +79,15 @@ def read_onnx_spec(model, path: Path) -> tuple[ModelSpec, str]:
 
 
 def gpu_identity() -> tuple[str, str]:
-    """(GPU name, compute capability) of the current CUDA device, through CuPy."""
-    import cupy as cp
+    """(GPU name, compute capability) of the current CUDA device, through CuPy.
 
+    Through the shared probe, not a bare import: `ihp-rt build-engine` calls this before any
+    other CuPy use, and a missing CuPy or GPU must read as a one-line BackendError there too."""
+    try:
+        cp = cupy_with_gpu()
+    except BackendError as e:
+        raise BackendError(f"TensorRT engines are built and checked per GPU, which needs CuPy and a CUDA GPU: {e}"
+                           ) from None
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     return name, f"{props['major']}.{props['minor']}"
