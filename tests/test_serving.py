@@ -221,6 +221,39 @@ def test_click_limit_session_limit_and_expiry(client, photo, clock) -> None:
     assert client.get("/ready").json()["sessions"] == 1
 
 
+def test_a_retried_request_with_its_idempotency_key_is_applied_once(client, photo) -> None:
+    """A client that got no reply (a dropped connection, a timeout) resends the request with the
+    same Idempotency-Key: the session holds the operation once, and the retry gets the mask.
+    Another key, or the same key on another operation, is a new operation."""
+    sid = open_session(client, photo)
+    url = f"/sessions/{sid}/clicks"
+    first = client.post(url, json={"x": 10, "y": 20, "label": "hair"}, headers={"Idempotency-Key": "click-1"})
+    retry = client.post(url, json={"x": 10, "y": 20, "label": "hair"}, headers={"Idempotency-Key": "click-1"})
+    assert first.status_code == retry.status_code == 200, retry.text
+    assert retry.json()["clicks"] == first.json()["clicks"] == [{"x": 10, "y": 20, "label": "hair"}]
+    assert retry.json()["mask"] == first.json()["mask"]
+    assert len(client.post(url, json={"x": 10, "y": 20, "label": "hair"}).json()["clicks"]) == 2  # no key: new
+    assert len(client.post(url, json={"x": 30, "y": 40, "label": 1}, headers={"Idempotency-Key": "click-1"})
+               .json()["clicks"]) == 3  # a key reused for another click is not taken for a retry
+    # the last click the limit allows (4), retried: its mask again, not "limit reached"
+    last = {"json": {"x": 50, "y": 60, "label": 2}, "headers": {"Idempotency-Key": "click-4"}}
+    assert len(client.post(url, **last).json()["clicks"]) == 4
+    again = client.post(url, **last)
+    assert again.status_code == 200 and len(again.json()["clicks"]) == 4, again.text
+    assert client.post(url, json={"x": 1, "y": 1, "label": 1}, headers={"Idempotency-Key": "new"}).status_code == 409
+    for _ in range(2):
+        assert len(client.post(f"/sessions/{sid}/undo", headers={"Idempotency-Key": "undo-1"}).json()["clicks"]) == 3
+    assert client.post(url, json={"x": 1, "y": 1, "label": 1}, headers={"Idempotency-Key": "x" * 201}).status_code \
+        == 422
+    with client.websocket_connect(f"/sessions/{sid}/ws") as ws:
+        for _ in range(2):  # the WebSocket message's op_id: the same, resent over a new socket, say
+            ws.send_text(json.dumps({"op": "click", "x": 7, "y": 8, "label": 1, "op_id": "ws-1"}))
+            assert len(ws.receive_json()["clicks"]) == 4
+        ws.send_text(json.dumps({"op": "undo", "op_id": ""}))
+        assert ws.receive_json()["error"]["status"] == 422
+    assert len(client.get(f"/sessions/{sid}/clicks").json()["clicks"]) == 4
+
+
 def test_concurrent_sessions_get_their_own_masks(client, tiny_checkpoint) -> None:
     rng = np.random.default_rng(3)
     photos = [rng.integers(0, 256, (64 + 8 * i, 96, 3), dtype=np.uint8) for i in range(3)]

@@ -106,6 +106,18 @@ def test_clicks_alternating_between_workers_give_the_masks_of_one_session(worker
     assert a.post(f"/sessions/{sid}/undo").status_code == 404
 
 
+def test_a_retry_on_the_other_worker_is_applied_once(workers, photo) -> None:
+    """A click whose reply was lost is resent with its Idempotency-Key, and the load balancer
+    hands the retry to the other worker: the store still holds it once."""
+    a, b = workers
+    sid = upload(a, photo).json()["session_id"]
+    click = {"json": {"x": 10, "y": 20, "label": "hair"}, "headers": {"Idempotency-Key": "k1"}}
+    first, retry = a.post(f"/sessions/{sid}/clicks", **click), b.post(f"/sessions/{sid}/clicks", **click)
+    assert first.status_code == retry.status_code == 200, retry.text
+    assert retry.json()["clicks"] == first.json()["clicks"] and retry.json()["mask"] == first.json()["mask"]
+    assert len(a.get(f"/sessions/{sid}/clicks").json()["clicks"]) == 1
+
+
 def test_limits_and_expiry_hold_across_workers(workers, photo, clock) -> None:
     a, b = workers
     sid = upload(a, photo).json()["session_id"]

@@ -8,11 +8,12 @@ Routes (the stable contract; README "Serving" documents them with examples):
 - ``POST /sessions`` (multipart field ``image``) -> id and size; the image is decoded and
   pre-processed once here, so every later click pays only the per-click step.
 - ``POST /sessions/{id}/clicks`` ``{"x", "y", "label"}``, ``POST .../undo``, ``POST .../reset``
-  -> the updated mask as run-length JSON; ``GET .../mask.png`` the label-id PNG,
+  -> the updated mask as run-length JSON (an ``Idempotency-Key`` header makes a resend of the
+  same request apply once); ``GET .../mask.png`` the label-id PNG,
   ``GET .../clicks`` the click list (the ``--clicks`` file format), ``DELETE /sessions/{id}``.
 - ``/label-studio/...``: a Label Studio ML backend (see :mod:`.label_studio`).
 - ``WS /sessions/{id}/ws``: the same operations as JSON messages ``{"op": "click" | "undo" |
-  "reset", ...}``, one reply per message, errors as ``{"error": {"status", "detail"}}``
+  "reset", ..., "op_id"?}``, one reply per message, errors as ``{"error": {"status", "detail"}}``
   without closing the socket.
 
 Sessions live in a store (in this process, or in Redis shared by many workers: see
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, File, Request, Response, UploadFile, WebSocket
+from fastapi import FastAPI, File, Header, Request, Response, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -45,12 +46,27 @@ from ihp_rt.serving.errors import ERRORS, RETRY_AFTER_S, ErrorOut, is_server_fau
 from ihp_rt.serving.label_studio import LabelStudioHost
 from ihp_rt.serving.label_studio import router as label_studio_router
 from ihp_rt.serving.masks import encode_label_rle, label_png_bytes
-from ihp_rt.serving.schemas import ClickIn, ClickOut, InfoOut, LabelOut, MaskOut, MaskRle, Operation, SessionOut
+from ihp_rt.serving.schemas import (
+    MAX_KEY_LENGTH,
+    ClickIn,
+    ClickOut,
+    InfoOut,
+    LabelOut,
+    MaskOut,
+    MaskRle,
+    Operation,
+    SessionOut,
+)
 from ihp_rt.serving.service import Sessions
 from ihp_rt.serving.store import MemoryStore, SessionStore, StoreFull
 from ihp_rt.session import Prediction, Session, SharedBackend
 
 STATIC = Path(__file__).parent / "static"
+# A client that lost a reply resends the request with the same key; the session holds the
+# operation once (among its last RECENT_OPS operations). Without one, a resend is a new click.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH,
+                                              description="names this operation: resent with the same key "
+                                                          "(and body), it is applied once")]
 log = logging.getLogger("ihp_rt.serve")
 
 
@@ -108,7 +124,7 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
                        mask=MaskRle(**encode_label_rle(prediction.labels)))
 
     def apply(session_id: str, op: Operation) -> MaskOut:
-        return mask_out(session_id, sessions.apply(session_id, op.op, op.x, op.y, op.label))
+        return mask_out(session_id, sessions.apply(session_id, op.op, op.x, op.y, op.label, op.op_id))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -138,16 +154,16 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
                           labels=labels)
 
     @app.post("/sessions/{session_id}/clicks", responses=ERRORS)
-    def add_click(session_id: str, click: ClickIn) -> MaskOut:
-        return apply(session_id, Operation(op="click", **click.model_dump()))
+    def add_click(session_id: str, click: ClickIn, idempotency_key: IdempotencyKey = None) -> MaskOut:
+        return apply(session_id, Operation(op="click", **click.model_dump(), op_id=idempotency_key))
 
     @app.post("/sessions/{session_id}/undo", responses=ERRORS)
-    def undo(session_id: str) -> MaskOut:
-        return apply(session_id, Operation(op="undo"))
+    def undo(session_id: str, idempotency_key: IdempotencyKey = None) -> MaskOut:
+        return apply(session_id, Operation(op="undo", op_id=idempotency_key))
 
     @app.post("/sessions/{session_id}/reset", responses=ERRORS)
-    def reset(session_id: str) -> MaskOut:
-        return apply(session_id, Operation(op="reset"))
+    def reset(session_id: str, idempotency_key: IdempotencyKey = None) -> MaskOut:
+        return apply(session_id, Operation(op="reset", op_id=idempotency_key))
 
     @app.get("/sessions/{session_id}/mask.png", response_class=Response, responses={
         200: {"content": {"image/png": {}}, "description": "8-bit label-id PNG"}, 404: {"model": ErrorOut},

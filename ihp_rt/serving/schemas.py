@@ -16,6 +16,9 @@ class ClickIn(BaseModel):
     label: int | str = Field(description="class id or class name (case-insensitive)")
 
 
+MAX_KEY_LENGTH = 200  # an idempotency key: a UUID is 36 characters
+
+
 class Operation(BaseModel):
     """A WebSocket message: ``click`` needs x, y and label; ``undo`` and ``reset`` nothing."""
 
@@ -24,6 +27,8 @@ class Operation(BaseModel):
     x: int | None = None
     y: int | None = None
     label: int | str | None = None
+    op_id: str | None = Field(None, min_length=1, max_length=MAX_KEY_LENGTH,
+                              description="idempotency key: the same operation resent with it is applied once")
 
 
 class LabelOut(BaseModel):

@@ -2,14 +2,21 @@
 
 Every click, undo and reset is: read the session from the store, compute the mask of the
 changed click list, then commit the change only if the session did not move on meanwhile
-(:meth:`SessionStore.commit`). A failed predict therefore stores nothing, and a retried
-request cannot add its click twice. Requests for one session on this worker are serialised
-by a lock, so they never conflict with each other; a conflict with another worker's request
-is resolved by reading again and recomputing, a bounded number of times.
+(:meth:`SessionStore.commit`). A failed predict therefore stores nothing. Each commit carries
+an operation id that the store remembers (the session's last ``RECENT_OPS``), so a commit
+sent again is applied once: redis-py resending a script after a dropped connection, and a
+client resending a request whose reply it lost -- if it names the operation with an
+idempotency key (HTTP ``Idempotency-Key``, WebSocket ``op_id``). Without a key every request
+is a new operation: the server cannot tell a resent click from a second click on the same
+pixel. Requests for one session on this worker are serialised by a lock, so they never
+conflict with each other; a conflict with another worker's request is resolved by reading
+again and recomputing, a bounded number of times.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import threading
 import zlib
@@ -34,6 +41,13 @@ ATTEMPTS = 4  # reads + recomputes before a request that keeps losing races is r
 LOCK_STRIPES = 64  # per-session locks, striped: bounded memory however many sessions come and go
 
 
+def keyed_op_id(key: str, op: str, x: object, y: object, label: object) -> str:
+    """The store's operation id for a client's idempotency key: a digest of the key *and* the
+    operation it came with, so a key reused by mistake on another click is a new operation, not
+    taken for a resend and silently dropped. Fixed length, whatever the key."""
+    return "key:" + hashlib.sha256(json.dumps([key, op, x, y, label]).encode()).hexdigest()[:32]
+
+
 class Sessions:
     """Create sessions and apply operations; safe to call from many threads."""
 
@@ -55,15 +69,19 @@ class Sessions:
         return SessionState(session_id, key, rgb.shape[0], rgb.shape[1], self.labels.name, (), 0)
 
     def apply(self, session_id: str, op: Literal["click", "undo", "reset"], x: object = None, y: object = None,
-              label: int | str | None = None) -> Prediction:
-        """One click / undo / reset, committed only with the mask it gives."""
+              label: int | str | None = None, key: str | None = None) -> Prediction:
+        """One click / undo / reset, committed only with the mask it gives. ``key``: the
+        client's idempotency key; the same operation sent again with it is applied once, and
+        the resend gets the session's current mask."""
         if op == "click" and (x is None or y is None or label is None):
             raise InputError('a click needs "x", "y" and "label"')
-        op_id = secrets.token_urlsafe(12)
+        op_id = secrets.token_urlsafe(12) if key is None else keyed_op_id(key, op, x, y, label)
         with self._lock(session_id):
             for _ in range(ATTEMPTS):
                 state = self._state(session_id)
-                change = self._change(state, op, x, y, label)
+                # A keyed click may be a resend of one the store already holds, so the click
+                # limit is left to the commit, which recognises the resend before the limit.
+                change = self._change(state, op, x, y, label, check_limit=key is None)
                 prepared = self._prepared(state)
                 if change is None:  # undo or reset with no clicks: nothing to commit
                     return self._mask(state, prepared)
@@ -104,10 +122,11 @@ class Sessions:
     def _prepared(self, state: SessionState) -> Prepared:
         return self.images.get(state.image_hash, lambda: self.store.image(state.id))
 
-    def _change(self, state: SessionState, op: str, x: object, y: object, label: int | str | None) -> Change | None:
+    def _change(self, state: SessionState, op: str, x: object, y: object, label: int | str | None,
+                check_limit: bool = True) -> Change | None:
         if op == "click":
             click = make_click(x, y, label, self.labels, (state.height, state.width))
-            if len(state.clicks) >= self.max_clicks:  # checked again, atomically, by the commit
+            if check_limit and len(state.clicks) >= self.max_clicks:  # early; the commit checks atomically
                 raise click_limit(self.max_clicks)
             return Change("push", click)
         if not state.clicks:
