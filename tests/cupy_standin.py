@@ -6,7 +6,8 @@ CUDA backends and its kernel wrapper make, following the CuPy reference (docs.cu
 ``ndarray.get(stream=None, order='C', out=None, blocking=True)``, ``ndarray.data.ptr``,
 ``cupy.cuda.Stream(null=False, non_blocking=False, ptds=False)`` (a context manager with ``ptr``
 and ``synchronize()``), ``cupy.cuda.Event().record(stream=None)``, ``cupy.cuda.get_elapsed_time``,
-``cupy.cuda.alloc_pinned_memory(size)``, ``cupy.cuda.Device().id``,
+``cupy.cuda.alloc_pinned_memory(size)``, ``cupy.cuda.Device(device=None)`` (``id``, ``use()``, and a
+context manager that makes it current), ``ndarray.device``,
 ``cupy.cuda.runtime.getDeviceCount / getDeviceProperties``, and
 ``cupy.RawModule(code=..., options=...).get_function(name)`` whose kernels are called as
 ``kernel(grid, block, args)``.
@@ -15,7 +16,9 @@ and ``synchronize()``), ``cupy.cuda.Event().record(stream=None)``, ``cupy.cuda.g
 what the code wrote through the pointers it was given. Every host <-> device copy is recorded
 in ``transfers`` as (direction, bytes, stream pointer), so a test can tell which bytes cross.
 The one kernel (``ihp_click_maps``) is emulated with the reference encoder, after checking that
-the launch grid covers the maps, so the real wrapper's argument order is exercised.
+the launch grid covers the maps and that its arrays live on the current device (CUDA launches
+on the current device, which is per thread), so the real wrapper's argument order and the
+device it is called under are exercised.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class _State:
     def __init__(self) -> None:
         self.null = Stream(null=True)
         self.current = self.null
+        self.device = 0  # the current CUDA device
 
 
 _state = _State()
@@ -79,8 +83,9 @@ def get_current_stream() -> Stream:
 class ndarray:  # cupy's name
     """A "device" array over host memory."""
 
-    def __init__(self, host: np.ndarray) -> None:
+    def __init__(self, host: np.ndarray, device: int | None = None) -> None:
         self._a = host
+        self._device = _state.device if device is None else device  # allocated on the current device
 
     shape = property(lambda self: self._a.shape)
     dtype = property(lambda self: self._a.dtype)
@@ -89,12 +94,13 @@ class ndarray:  # cupy's name
     ndim = property(lambda self: self._a.ndim)
     flags = property(lambda self: self._a.flags)
     data = property(lambda self: _Pointer(self._a.ctypes.data))
+    device = property(lambda self: Device(self._device))
 
     def __getitem__(self, index) -> ndarray:
         view = self._a[index]
         if not np.shares_memory(view, self._a):
             raise AssertionError("stand-in: fancy indexing would copy device memory")
-        return ndarray(view)
+        return ndarray(view, self._device)
 
     def set(self, arr: np.ndarray, stream: Stream | None = None) -> None:
         arr = np.asarray(arr)
@@ -157,8 +163,22 @@ def alloc_pinned_memory(size: int) -> bytearray:
 
 
 class Device:
+    """A CUDA device; Device() is the current one, ``use()`` or ``with`` makes one current."""
+
     def __init__(self, device: int | None = None) -> None:
-        self.id = 0 if device is None else device
+        self.id = _state.device if device is None else device
+        self._previous: list[int] = []
+
+    def use(self) -> None:
+        _state.device = self.id
+
+    def __enter__(self) -> Device:
+        self._previous.append(_state.device)
+        _state.device = self.id
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _state.device = self._previous.pop()
 
 
 class _Kernel:
@@ -173,6 +193,9 @@ class _Kernel:
             raise AssertionError(f"stand-in: grid {grid} x block {block} does not cover {num_classes}x{height}x{width}")
         if out.shape != (num_classes, height, width) or not out.flags.c_contiguous:
             raise AssertionError("stand-in: the kernel writes C-contiguous (C, H, W) maps")
+        if {out.device.id, clicks.device.id} != {_state.device}:
+            raise AssertionError(f"stand-in: kernel launched on device {_state.device} over arrays on devices "
+                                 f"{out.device.id} and {clicks.device.id}")
         rows = clicks.host_view().reshape(-1, 3)[: int(num_clicks)]
         kernels.append((_state.current.ptr, int(num_clicks)))
         out.host_view()[...] = encode_reference(rows, int(num_classes), int(height), int(width), int(cap))
@@ -203,6 +226,7 @@ def make_cupy(device_count: int = 1, gpu: str = "NVIDIA H200", capability: tuple
     module.kernels = kernels
     transfers.clear()
     kernels.clear()
+    _state.device = 0
 
     def get_device_count() -> int:
         return device_count

@@ -122,6 +122,7 @@ class OrtWithCuda:
 
     def __init__(self) -> None:
         self.bindings: list[tuple] = []
+        self.providers: list[list] = []  # the providers argument of every session
         self.__version__ = onnxruntime.__version__
         self.SessionOptions = onnxruntime.SessionOptions
         self.GraphOptimizationLevel = onnxruntime.GraphOptimizationLevel
@@ -130,7 +131,8 @@ class OrtWithCuda:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
     def InferenceSession(self, source, options, providers):  # onnxruntime's name
-        assert providers == ["CUDAExecutionProvider"]
+        self.providers.append(providers)
+        assert [p if isinstance(p, str) else p[0] for p in providers] == ["CUDAExecutionProvider"]
         return _Session(onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"]), self)
 
 
@@ -257,3 +259,24 @@ def test_every_gpu_path_probes_cupy_alike_and_reports_errors_in_one_line(monkeyp
         open_backend(onnx_file, "tensorrt")
     monkeypatch.setattr(ort_module, "_ort", OrtWithCuda)
     assert open_backend(onnx_file, "onnxruntime", "cuda").note.endswith(f": {reason}")
+
+
+def test_ort_cuda_runs_on_cupys_current_device_not_device_0(monkeypatch, onnx_file, rng) -> None:
+    """The input lives in CuPy memory on CuPy's current device; ONNX Runtime's CUDA provider
+    defaults to device 0, so it is told the same device, and every CuPy call of the backend runs
+    on that device even from a thread whose current device is another (it is per thread)."""
+    fake = OrtWithCuda()
+    monkeypatch.setattr(ort_module, "_ort", lambda: fake)
+    cp = make_cupy(device_count=2)
+    use_module(monkeypatch, "cupy", cp)
+    fresh_encoding_cuda(monkeypatch)
+    cp.cuda.Device(1).use()
+    backend = open_backend(onnx_file, "onnxruntime", "cuda")
+    assert fake.providers == [[("CUDAExecutionProvider", {"device_id": 1})]]
+    assert fake.bindings[0][2:4] == ("cuda", 1) and backend._device.buffer.device.id == 1
+    cp.cuda.Device(0).use()  # as in another thread of a server
+    size = backend.spec.input_size
+    backend.set_image(rng.standard_normal((3, size, size)).astype(np.float32))
+    clicks = random_clicks(rng, 4, backend.spec.num_classes, size, size)
+    assert backend.predict(clicks).shape == (size, size)  # the stand-in kernel checks the device
+    assert cp.cuda.Device().id == 0  # and the caller's current device is left as it was

@@ -23,7 +23,9 @@ import json
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -57,26 +59,35 @@ def available_providers() -> list[str]:
     return [name for name, ep in PROVIDERS.items() if ep in offered]
 
 
+CudaKit = tuple[ModuleType, Callable, int]  # cupy, its click encoder, the CUDA device to run on
+
+
 class _CudaInput:
     """The network input in GPU memory, bound to ONNX Runtime by pointer (IOBinding.bind_input
     with device_type 'cuda'), written by CuPy on a stream of its own. ONNX Runtime's CUDA
-    provider runs on its own stream, so every write is synchronised before the run."""
+    provider runs on its own stream, so every write is synchronised before the run.
 
-    def __init__(self, cp, encode, spec: ModelSpec) -> None:
-        self._encode, self.spec = encode, spec
+    Everything runs on one device, ``device_id``: the session's CUDA provider is given it (it
+    would default to device 0), and every CuPy call here makes it current first, since CUDA's
+    current device is per thread and a server calls from threads of its own."""
+
+    def __init__(self, kit: CudaKit, spec: ModelSpec) -> None:
+        self._cp, self._encode, self.device_id = kit
+        self.spec = spec
         size = spec.input_size
-        self.device_id = cp.cuda.Device().id
-        self.buffer = cp.zeros((1, spec.in_channels, size, size), dtype=cp.float32)
-        self.stream = cp.cuda.Stream(non_blocking=True)
+        with self._cp.cuda.Device(self.device_id):
+            self.buffer = self._cp.zeros((1, spec.in_channels, size, size), dtype=self._cp.float32)
+            self.stream = self._cp.cuda.Stream(non_blocking=True)
 
-    @classmethod
-    def open(cls, spec: ModelSpec) -> tuple[_CudaInput | None, str]:
-        """The device input, or None and why it cannot be used here."""
+    @staticmethod
+    def probe() -> tuple[CudaKit | None, str]:
+        """CuPy, its click encoder and CuPy's current device, or None and why CuPy cannot be used.
+        Done before the session is made, which must be told the device."""
         try:
             cp = cupy_with_gpu()
             from ihp_rt.encoding.cuda import encode_cuda
 
-            return cls(cp, encode_cuda, spec), ""
+            return (cp, encode_cuda, cp.cuda.Device().id), ""
         except Exception as e:  # BackendError from the probe, or the kernel wrapper failing to import
             return None, f"input bound from host memory, copied whole to the GPU on every click: {one_line(e)}"
 
@@ -85,14 +96,16 @@ class _CudaInput:
                            int(self.buffer.data.ptr))
 
     def set_image(self, image: np.ndarray) -> None:
-        self.buffer[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self.stream)
-        self.stream.synchronize()
+        with self._cp.cuda.Device(self.device_id):
+            self.buffer[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self.stream)
+            self.stream.synchronize()
 
     def encode(self, clicks: np.ndarray) -> None:
         size = self.spec.input_size
-        self._encode(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self.buffer[0, 3:],
-                     stream=self.stream)
-        self.stream.synchronize()
+        with self._cp.cuda.Device(self.device_id):
+            self._encode(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self.buffer[0, 3:],
+                         stream=self.stream)
+            self.stream.synchronize()
 
 
 def _not_loadable(path: Path, error: Exception) -> ModelError:
@@ -119,7 +132,10 @@ class OrtBackend:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         split = self._split(path) if provider == "cpu" else None
-        self.session = self._session(ort, split.body_model if split else str(path), options, provider, path)
+        cuda, self.note = _CudaInput.probe() if provider == "cuda" else (None, "")
+        provider_options = {"device_id": cuda[2]} if cuda else None  # CuPy's device, where the input will live
+        self.session = self._session(ort, split.body_model if split else str(path), options, provider, path,
+                                     provider_options)
         meta = self.session.get_modelmeta().custom_metadata_map
         if ONNX_SPEC_KEY not in meta:
             raise ModelError(f"{path} has no ihp-rt metadata; export it with `ihp-rt export`")
@@ -130,7 +146,7 @@ class OrtBackend:
             raise ModelError(f"{path}: its first layer reads {split.stem.weight.shape[1]} click maps, its label set "
                              f"{self.spec.labels.name!r} has {self.spec.num_classes} classes")
         size = self.spec.input_size
-        self._device, self.note = _CudaInput.open(self.spec) if provider == "cuda" else (None, "")
+        self._device = _CudaInput(cuda, self.spec) if cuda else None
         self._binding = self.session.io_binding()
         if self._device is not None:
             self._input = np.zeros(0, dtype=np.float32)  # unused: the input lives on the GPU
@@ -170,9 +186,10 @@ class OrtBackend:
         return split_after_stem(model, "input")
 
     @staticmethod
-    def _session(ort, source: str | bytes, options, provider: str, path: Path):
+    def _session(ort, source: str | bytes, options, provider: str, path: Path, provider_options: dict | None = None):
+        providers = [(PROVIDERS[provider], provider_options) if provider_options else PROVIDERS[provider]]
         try:
-            return ort.InferenceSession(source, options, providers=[PROVIDERS[provider]])
+            return ort.InferenceSession(source, options, providers=providers)
         except Exception as e:
             raise _not_loadable(path, e) from None
 
