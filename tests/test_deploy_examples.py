@@ -5,6 +5,7 @@ examples/deploy/kubernetes.yaml, checked against the real command line and route
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -117,6 +118,18 @@ def test_the_nginx_example_spreads_one_session_over_both_workers_and_survives_on
     assert [(c["x"], c["y"]) for c in final] == [(c["x"], c["y"]) for c in clicks[:3] + clicks[4:]]
 
 
+def redis_bytes(size: str) -> int:
+    """A Redis memory size: 1k is 1000 bytes, 1kb 1024 (redis.conf's units)."""
+    number, unit = re.fullmatch(r"(\d+)([a-z]*)", size.lower()).groups()
+    return int(number) * {"": 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}[unit]
+
+
+def kubernetes_bytes(size: str) -> int:
+    """A Kubernetes memory quantity (the binary suffixes used here)."""
+    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)?", size).groups()
+    return int(number) * {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[unit]
+
+
 def test_the_kubernetes_example_matches_the_command_line_and_routes() -> None:
     yaml = pytest.importorskip("yaml")
     from ihp_rt.cli import _serve_config, build_parser
@@ -133,8 +146,15 @@ def test_the_kubernetes_example_matches_the_command_line_and_routes() -> None:
     assert args.host == "0.0.0.0"  # reachable from the Service, not loopback only
     for probe in ("readinessProbe", "livenessProbe"):
         assert worker[probe]["httpGet"] == {"path": "/health", "port": args.port}
-    redis_args = documents[("Deployment", "ihp-rt-redis")]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert redis_args[:4] == ["--save", "", "--appendonly", "no"]
+    (redis,) = documents[("Deployment", "ihp-rt-redis")]["spec"]["template"]["spec"]["containers"]
+    assert redis["args"][:4] == ["--save", "", "--appendonly", "no"]
+    # Redis holds every session's upload: room for all of them at their largest, or a full
+    # Redis refuses (503) sessions the limits promised; and the container's limit above that
+    options = dict(zip(redis["args"][::2], redis["args"][1::2], strict=True))
+    config = _serve_config(args)
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert redis_bytes(options["--maxmemory"]) >= config.max_sessions * config.max_upload_bytes * 1.05
+    assert kubernetes_bytes(redis["resources"]["limits"]["memory"]) > redis_bytes(options["--maxmemory"]) * 1.2
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     command = json.loads(dockerfile.split("CMD ", 1)[1].splitlines()[0])
     assert build_parser().parse_args(command).func.__name__ == "cmd_serve"

@@ -142,6 +142,30 @@ def test_limits_and_expiry_hold_across_workers(workers, photo, clock) -> None:
     assert b.get("/ready").json()["sessions"] == 1
 
 
+def test_a_full_redis_is_a_503_to_retry_not_a_500(workers, photo, redis_url) -> None:
+    """Redis at its maxmemory (noeviction) refuses writes with OOM, and every session script
+    writes (a read marks the session used): each request is a 503 with Retry-After, like an
+    unreachable Redis, that changes nothing; a delete, which frees memory, still works."""
+    import redis
+
+    a, b = workers
+    sid = upload(a, photo).json()["session_id"]
+    assert a.post(f"/sessions/{sid}/clicks", json={"x": 1, "y": 2, "label": 1}).status_code == 200
+    server = redis.Redis.from_url(redis_url)
+    server.config_set("maxmemory-policy", "noeviction")
+    server.config_set("maxmemory", max(1, server.info("memory")["used_memory"] // 2))  # already over it
+    try:
+        for response in (b.get(f"/sessions/{sid}/clicks"), a.get(f"/sessions/{sid}/mask.png"),
+                         b.post(f"/sessions/{sid}/clicks", json={"x": 3, "y": 4, "label": 1}), upload(a, photo)):
+            assert response.status_code == 503 and "maxmemory" in response.json()["detail"], response.text
+            assert response.headers["Retry-After"] == "1"
+        assert b.delete(f"/sessions/{sid}").status_code == 204
+    finally:
+        server.config_set("maxmemory", 0)
+    assert b.get(f"/sessions/{sid}/clicks").status_code == 404
+    assert upload(a, photo).status_code == 201
+
+
 def test_a_worker_on_another_label_set_refuses_with_a_500(workers, photo, redis_url) -> None:
     """Workers on one store must serve one model: a mismatch is a deployment fault, said so."""
     from ihp_rt.labels import get_label_set

@@ -151,6 +151,14 @@ class StoreError(IhpError):
     """Redis answered, but with an error: a server fault (500), not worth a blind retry."""
 
 
+class StoreOutOfMemory(StoreUnavailable):
+    """Redis is at its maxmemory (policy noeviction) and refuses writes: a 503 with Retry-After,
+    as for an unreachable Redis, since it passes as sessions are deleted or expire. Redis
+    refuses a script only at its first write, and only if that write may grow memory, so none
+    is left half-done. Every request but a delete starts with a read that marks the session
+    used (a write), so reads are refused too; a delete, which frees memory, still works."""
+
+
 def _redis():
     try:
         import redis
@@ -179,6 +187,7 @@ class RedisStore:
         kwargs = self.client.connection_pool.connection_kwargs
         self.where = f"redis at {kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}"  # no password
         self._unavailable = (redis.ConnectionError, redis.TimeoutError)
+        self._out_of_memory = redis.exceptions.OutOfMemoryError
         self._redis_error = redis.RedisError
         self._live = prefix + "live"
         self._keep_ms = str(round((ttl_s + KEEP_AFTER_EXPIRY_S) * 1000))
@@ -247,6 +256,11 @@ class RedisStore:
             return command()
         except self._unavailable as e:
             raise StoreUnavailable(f"the session store ({self.where}) cannot be reached: {e}") from None
+        except self._out_of_memory as e:  # before RedisError, which it is too
+            raise StoreOutOfMemory(f"the session store ({self.where}) is full: Redis refuses writes at its "
+                                   f"maxmemory ({e}); retry once sessions are deleted or expire, or give Redis more "
+                                   "memory (its maxmemory should be at least --max-sessions x --max-upload-mb)"
+                                   ) from None
         except self._redis_error as e:
             raise StoreError(f"the session store ({self.where}) failed: {e}") from None
 
