@@ -767,3 +767,32 @@ def test_basic_auth_guards_every_label_studio_route(backend, fake_label_studio, 
         with pytest.raises(IhpError, match="LABEL_STUDIO_ML_BASIC_AUTH"):
             create_app(backend)
     assert "s3cr" not in repr(LabelStudioHost("http://ls", "secret", ml_basic_auth="studio:s3cr:et"))
+
+
+def test_a_task_whose_image_cannot_be_had_takes_no_place_in_the_cache(backend) -> None:
+    """A failed first click (image unreachable, unreadable, ...) must leave no empty entry
+    behind: it would count against the capacity and evict a task that is being annotated."""
+    from ihp_rt.serving.label_studio import TaskSessions
+
+    tasks = TaskSessions(capacity=2)
+    made: list[str] = []
+
+    def create(key: str):
+        def make() -> Session:
+            made.append(key)
+            return Session(backend)
+        return make
+
+    def fail() -> Session:
+        raise InputError("cannot fetch the task image")
+
+    with tasks.hold("a", create("a")):
+        pass
+    for _ in range(3):
+        with pytest.raises(InputError), tasks.hold("broken", fail):
+            pass
+    with tasks.hold("b", create("b")):
+        pass
+    with tasks.hold("a", create("a")) as entry:  # still held: not fetched again
+        assert entry.session is not None
+    assert made == ["a", "b"]

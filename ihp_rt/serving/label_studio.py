@@ -447,17 +447,26 @@ class TaskSessions:
 
     @contextmanager
     def hold(self, key: str, create: Callable[[], Session]) -> Iterator[TaskEntry]:
-        """The task's entry, under its lock; ``create`` runs (under that lock) on a first click."""
+        """The task's entry, under its lock; ``create`` runs (under that lock) on a first click.
+        If it fails the entry goes again: left empty, it would count against the capacity and
+        evict a task someone is annotating, for a task that has nothing to keep."""
         with self._lock:
             if key not in self._entries:
                 self._entries[key] = (threading.Lock(), [])
                 while len(self._entries) > self.capacity:
                     self._entries.popitem(last=False)
             self._entries.move_to_end(key)
-            lock, slot = self._entries[key]
+            held = self._entries[key]
+        lock, slot = held
         with lock:
             if not slot:
-                slot.append(TaskEntry(create()))
+                try:
+                    slot.append(TaskEntry(create()))
+                except BaseException:
+                    with self._lock:  # the one place both locks are held (in this order): no deadlock
+                        if self._entries.get(key) is held and not slot:
+                            del self._entries[key]
+                    raise
             yield slot[0]
 
     def forget_keypoints(self, key: str) -> None:
