@@ -230,8 +230,10 @@ def _serve_config(args: argparse.Namespace):
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from ihp_rt.benchmarks.encoding import cpu_name
-    from ihp_rt.serving.loadtest import run_load, started_workers, write_report
+    from ihp_rt.serving.loadtest import check_target, run_load, started_workers, write_report
 
+    check_target(args.url, args.workers, redis=args.redis, model=args.model, threads=args.threads,
+                 cache_images=args.cache_images)
     image = Path(args.image).read_bytes()
     if args.url:
         report = run_load(args.url, image, args.sessions, args.clicks, args.max_duration, args.transport)

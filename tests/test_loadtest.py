@@ -60,3 +60,16 @@ def test_loadtest_against_two_workers_sharing_one_redis(tmp_path) -> None:
     assert (s["workers"], s["sessions"], s["clicks_done"], s["errors"]) == (2, 2, 6, 0)
     assert len(set(report["url"].split())) == 2
     assert "| 2 | 2 | http | 6 / 6 | 0 |" in (tmp_path / "load.md").read_text()
+
+
+@pytest.mark.parametrize("extra", [["--workers", "2"], ["--redis", "redis://127.0.0.1:9/0"], ["--threads", "1"],
+                                   ["--cache-images", "0"], ["--model", "m.onnx"]])
+def test_loadtest_refuses_options_of_started_servers_with_url(tmp_path, capsys, extra) -> None:
+    """--url runs the load against servers already running: --workers and the other options of
+    the servers this command would start cannot apply, and are refused rather than ignored."""
+    from ihp_rt.cli import main
+
+    assert main(["loadtest", "--url", "http://127.0.0.1:9", *extra, "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ihp-rt: error: ") and extra[0] in err and "--url" in err
+    assert not (tmp_path / "load.json").exists()  # refused before any load ran

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ihp_rt.errors import InputError
+
 
 @dataclass
 class LoadReport:
@@ -50,6 +52,22 @@ class LoadReport:
             "p50_ms": round(float(np.percentile(lat, 50)), 1), "p95_ms": round(float(np.percentile(lat, 95)), 1),
             "max_ms": round(float(lat.max()), 1), "mean_ms": round(statistics.fmean(lat), 1),
         }
+
+
+def check_target(urls: Sequence[str] | None, workers: int, **started_only: object) -> None:
+    """Refuse ``--url`` together with options of the servers this command would start
+    (``--workers`` and ``started_only``: ``--redis``, ``--model``, ...; None where not given).
+    With ``--url`` no server is started, so they would be silently ignored, and a report of
+    "--workers 2" measured against one given server would pass for a two-worker figure."""
+    if not urls:
+        return
+    given = (["--workers"] if workers != 1 else []) + [
+        "--" + name.replace("_", "-") for name, value in started_only.items() if value is not None]
+    if given:
+        names = " and ".join([", ".join(given[:-1]), given[-1]] if len(given) > 1 else given)
+        raise InputError(f"{names} {'configure' if len(given) > 1 else 'configures'} the servers `ihp-rt loadtest` "
+                         "starts, and with --url it starts none (the load goes to servers already running): drop "
+                         f"{'them' if len(given) > 1 else 'it'} or --url (repeat --url for several running workers)")
 
 
 @contextmanager
