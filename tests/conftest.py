@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,33 @@ def lip_clicks(tmp_path) -> Path:
                                            {"x": 90, "y": 330, "label": "upper-clothes"},
                                            {"x": 40, "y": 150, "label": "background"}]}))
     return path
+
+
+class Clock:
+    """A clock the test moves by hand (``clock.now += 60``), so expiry needs no sleeping."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A throw-away redis-server on a loopback port, persistence off, one per test module."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; scripts/test.sh does "
+                    "this as root)")
+    from ihp_rt.serving.runner import spawn_redis
+
+    with spawn_redis() as url:
+        yield url
 
 
 @pytest.fixture

@@ -23,16 +23,6 @@ from ihp_rt.serving.app import create_app
 from ihp_rt.session import Session, SharedBackend
 
 
-class Clock:
-    """A clock the test moves by hand, so session expiry needs no sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
@@ -42,11 +32,6 @@ def png_bytes(image: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint) -> SharedBackend:
     return SharedBackend(open_backend(tiny_checkpoint, "torch"))
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,30 +22,6 @@ from ihp_rt.serving import ServeConfig, decode_label_rle
 from ihp_rt.serving.app import create_app
 from ihp_rt.serving.redis_store import RedisStore
 from ihp_rt.session import Session, SharedBackend
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; scripts/test.sh does "
-                    "this as root)")
-    from ihp_rt.serving.runner import spawn_redis
-
-    with spawn_redis() as url:
-        yield url
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

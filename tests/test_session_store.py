@@ -5,10 +5,9 @@ workers -- racing on one server."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -23,29 +22,9 @@ from ihp_rt.serving.store import (
     StoreFull,
     StoreUnavailable,
 )
+from tests.conftest import Clock
 
 pytest.importorskip("redis", reason="the serve extra (redis client) is not installed")
-
-
-class Clock:
-    """A clock the test moves by hand, so expiry needs no sleeping."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server; scripts/test.sh does "
-                    "this as root)")
-    from ihp_rt.serving.runner import spawn_redis
-
-    with spawn_redis() as url:
-        yield url
 
 
 Factory = Callable[..., SessionStore]
