@@ -16,6 +16,9 @@ Mimicked behaviour:
   flag is deprecated and ignored), so an FP32 graph makes an FP32 engine.
 * OnnxParser.parse returns False, with errors to read through get_error, for a graph the parser
   does not support (``fail_parse``: every graph, as for an operator TensorRT has no importer for).
+* build_serialized_network takes ``build_seconds`` (as a real build takes minutes, so that
+  processes starting together can interleave) and, like TensorRT's timed tactic choice, does not
+  give the same bytes twice.
 * set_timing_cache returns False for a cache serialised by another TensorRT version (unless
   ignore_mismatch); build_serialized_network returns None on failure.
 * deserialize_cuda_engine returns None for an engine of another TensorRT version.
@@ -30,7 +33,9 @@ import ctypes
 import enum
 import importlib.machinery
 import json
+import time
 import types
+import uuid
 
 import numpy as np
 import onnx
@@ -107,10 +112,12 @@ class Logger:
         self.min_severity = min_severity
 
 
-def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False, fail_parse: bool = False):
+def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False, fail_parse: bool = False,
+                  build_seconds: float = 0.0):
     """A fresh stand-in module of TensorRT ``version``; ``module.calls`` records every call.
     ``fail_build``: build_serialized_network returns None; ``fail_parse``: the ONNX parser
-    rejects every graph, as TensorRT does a graph with an operator it has no importer for."""
+    rejects every graph, as TensorRT does a graph with an operator it has no importer for;
+    ``build_seconds``: how long each build takes."""
     major = int(version.split(".")[0])
     calls: list[tuple] = []
     module = types.ModuleType("tensorrt")
@@ -260,9 +267,10 @@ def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False, fail_pa
                 return None  # TensorRT 10: precision flags are not allowed on a strongly typed network
             if len(config.profiles) != 1 or set(config.profiles[0].shapes) != {t.name for t in network._inputs}:
                 return None  # every input needs a shape in the profile
+            time.sleep(build_seconds)
             if config.timing_cache is not None:
                 config.timing_cache.entries += 1  # the build adds what it timed
-            header = {"tensorrt": version, "strongly_typed": network.strongly_typed,
+            header = {"tensorrt": version, "build": uuid.uuid4().hex, "strongly_typed": network.strongly_typed,
                       "fp16_flag": "FP16" in BuilderFlag.__members__ and BuilderFlag.FP16 in config.flags,
                       "profile": {k: v[1] for k, v in config.profiles[0].shapes.items()}}
             return IHostMemory(ENGINE_MAGIC + json.dumps(header).encode() + b"\n" + network.onnx_bytes)

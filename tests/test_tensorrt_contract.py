@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import multiprocessing
 import os
 import sys
+import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +199,7 @@ def test_engine_and_sidecar_are_written_as_a_pair(monkeypatch, tmp_path, exports
         build_engine(exports["fp32"], engine)
     # the timing cache, then the sidecar; the engine (the commit) never appeared, no temporary left
     assert renamed[-1] == sidecar_path(engine) and not engine.exists()
-    assert sorted(p.name for p in engine.parent.iterdir()) == ["m.engine.json"]
+    assert sorted(p.name for p in engine.parent.iterdir()) == ["m.engine.json", "m.engine.lock"]
     monkeypatch.setattr(engine_cache.os, "replace", real_replace)
     renamed.clear()
 
@@ -338,3 +341,47 @@ def test_building_without_cupy_is_a_clear_error_not_a_traceback(monkeypatch, tmp
     assert main(["build-engine", str(exports["fp32"])]) == 2
     assert "ihp-rt: error: " in capsys.readouterr().err
     assert calls(trt, "Builder") == []
+
+
+def _start_a_worker(onnx_path: str, cache: str, started, results) -> None:
+    """One of several `serve` workers starting together on one GPU host, in its own process:
+    stand-ins installed, the two renames of an engine write spread apart (a slow disk, a busy
+    host), then the .onnx opened on TensorRT once every worker is ready."""
+    trt = make_tensorrt(TRT11, build_seconds=1.5)
+    sys.modules["tensorrt"], sys.modules["cupy"] = trt, make_cupy()
+    os.environ["IHP_RT_CACHE"] = cache
+    real_replace = os.replace
+
+    def slow_replace(src, dst) -> None:
+        real_replace(src, dst)
+        if str(dst).endswith(".engine.json"):
+            time.sleep(1.0)  # between the sidecar's rename and the engine's
+
+    os.replace = slow_replace  # this process only
+    started.wait()
+    try:
+        backend = open_backend(onnx_path, "tensorrt")
+        results.put(("opened", backend.name, len(calls(trt, "Builder.build_serialized_network"))))
+    except Exception:
+        results.put(("failed", traceback.format_exc(), 0))
+
+
+@pytest.mark.slow  # two fresh processes and a 1.5 s stand-in build
+def test_workers_starting_together_share_one_build_and_a_matching_pair(tmp_path, exports) -> None:
+    """Without a lock each worker built and wrote its own engine/sidecar pair, and the renames of
+    two writers could interleave (A's sidecar, B's sidecar, B's engine, A's engine), so a worker
+    re-reading the pair found a sidecar of another build and failed to start. Under the cache's
+    lock one builds, the other waits and reuses that engine, and the pair on disk matches."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a real worker is
+    started, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_start_a_worker, args=(str(exports["fp32"]), str(tmp_path / "cache"),
+                                                             started, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=300) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [o[:2] for o in outcomes] == [("opened", "tensorrt-fp32")] * 2, outcomes
+    assert sum(o[2] for o in outcomes) == 1  # one build; the other worker reused it
+    [engine] = (tmp_path / "cache" / "engines").glob("*.engine")
+    assert read_sidecar(engine).engine_sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()

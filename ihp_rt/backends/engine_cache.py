@@ -11,15 +11,25 @@ rename commits the pair. Whatever a crash leaves behind -- a new sidecar beside 
 none -- is caught by the engine hash the sidecar records, and treated as "no usable engine here"
 (the cache rebuilds it) instead of an engine that is refused forever. Pure Python, so it is
 tested without a GPU.
+
+Renames are atomic one at a time, not as a pair: two processes writing one engine at once (N
+`serve` workers starting together) can interleave as A-sidecar, B-sidecar, B-engine, A-engine
+and leave B's sidecar beside A's engine. So whoever checks, builds or writes an engine holds an
+exclusive lock on it (:func:`engine_lock`) throughout, and hands on the bytes and sidecar it
+checked or wrote (:class:`EngineFile`) rather than reading the pair again from disk, where
+another process may have changed it since.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -51,6 +61,15 @@ class EngineInfo:
         return replace(self, engine_sha256=None) == replace(other, engine_sha256=None)
 
 
+@dataclass(frozen=True)
+class EngineFile:
+    """An engine's bytes and its sidecar as checked (or written) together under its lock."""
+
+    path: Path
+    info: EngineInfo
+    data: bytes
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -75,6 +94,23 @@ def timing_cache_path(tensorrt: str, gpu: str, compute_capability: str) -> Path:
 
 def sidecar_path(engine: Path) -> Path:
     return engine.with_suffix(engine.suffix + SIDECAR_SUFFIX)
+
+
+@contextmanager
+def engine_lock(engine: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``engine`` (flock on ``<engine>.lock``) for check + build + write.
+
+    The first process builds; the others wait, then find its complete engine and reuse it. flock
+    is released by the kernel when the holder exits, so a crashed build never blocks the next.
+    The lock file is left in place: deleting it would let two processes lock different files."""
+    path = engine.with_name(engine.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # flock needs no write access
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _temporary(path: Path) -> Path:
@@ -143,17 +179,19 @@ def check_engine_bytes(info: EngineInfo, data: bytes, engine: Path) -> None:
                          "or files from two builds): rebuild it with `ihp-rt build-engine`, or open the .onnx")
 
 
-def reusable_engine(engine: Path, wanted: EngineInfo) -> EngineInfo | None:
-    """The sidecar of ``engine`` when the file is a complete build of exactly ``wanted`` (same
-    ONNX, TensorRT, GPU, precision); None when it must be (re)built."""
+def reusable_engine(engine: Path, wanted: EngineInfo) -> EngineFile | None:
+    """The engine and its sidecar when the file is a complete build of exactly ``wanted`` (same
+    ONNX, TensorRT, GPU, precision); None when it must be (re)built. Call it under
+    :func:`engine_lock`, and use the bytes returned, not the file read again."""
     if not engine.is_file():
         return None
     try:
         info = read_sidecar(engine)
-        check_engine_bytes(info, engine.read_bytes(), engine)
+        data = engine.read_bytes()
+        check_engine_bytes(info, data, engine)
     except ModelError:
         return None
-    return info if info.same_build(wanted) else None
+    return EngineFile(engine, info, data) if info.same_build(wanted) else None
 
 
 def check_compatible(info: EngineInfo, tensorrt: str, gpu: str, compute_capability: str, engine: Path) -> None:
@@ -166,5 +204,6 @@ def check_compatible(info: EngineInfo, tensorrt: str, gpu: str, compute_capabili
                          f"(sm {compute_capability}): rebuild it with `ihp-rt build-engine`")
 
 
-__all__ = ["EngineInfo", "atomic_write_bytes", "cache_dir", "check_compatible", "check_engine_bytes", "file_sha256",
-           "read_sidecar", "reusable_engine", "sidecar_path", "timing_cache_path", "write_engine", "write_sidecar"]
+__all__ = ["EngineFile", "EngineInfo", "atomic_write_bytes", "cache_dir", "check_compatible", "check_engine_bytes",
+           "engine_lock", "file_sha256", "read_sidecar", "reusable_engine", "sidecar_path", "timing_cache_path",
+           "write_engine", "write_sidecar"]

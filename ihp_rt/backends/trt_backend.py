@@ -32,11 +32,13 @@ import numpy as np
 
 from ihp_rt.backends.base import cupy_with_gpu, one_line
 from ihp_rt.backends.engine_cache import (
+    EngineFile,
     EngineInfo,
     atomic_write_bytes,
     cache_dir,
     check_compatible,
     check_engine_bytes,
+    engine_lock,
     file_sha256,
     read_sidecar,
     reusable_engine,
@@ -168,11 +170,21 @@ def _attach_timing_cache(trt, config, cache_file: Path) -> None:
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, fp16: bool | None = None,
                  workspace_gib: float = 4.0, timing_cache: str | Path | None = None) -> Path:
-    """Build the engine for ``onnx_path`` on this GPU and TensorRT, or reuse the one already there.
+    """Build the engine for ``onnx_path`` on this GPU and TensorRT, or reuse the one already there;
+    returns its path (see :func:`ensure_engine`, which this is for `ihp-rt build-engine`)."""
+    return ensure_engine(onnx_path, engine_path, fp16, workspace_gib, timing_cache).path
+
+
+def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, fp16: bool | None = None,
+                  workspace_gib: float = 4.0, timing_cache: str | Path | None = None) -> EngineFile:
+    """The engine for ``onnx_path`` on this GPU and TensorRT, built or reused, with its sidecar.
 
     An existing engine (in the cache, or at ``engine_path``) is reused only when its sidecar says
     it was built from this ONNX file for this TensorRT, GPU and precision, and its bytes are the
     ones the sidecar recorded; anything else is rebuilt in place. ``fp16``: see :func:`plan_build`.
+    Check, build and write happen under the engine's lock, and the bytes and sidecar returned are
+    the ones checked or written there: a caller that read the files again could find another
+    process's pair, or half of it (see :mod:`ihp_rt.backends.engine_cache`).
     """
     import onnx
 
@@ -190,39 +202,40 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None, f
     wanted = EngineInfo(file_sha256(onnx_path), trt.__version__, gpu, capability, plan.precision, spec.to_dict(),
                         output)
     engine_path = Path(engine_path) if engine_path else cache_dir() / f"{wanted.key()}.engine"
-    if reusable_engine(engine_path, wanted) is not None:
-        return engine_path
-
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(plan.network_flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise _unparsable(trt, onnx_path, errors)
-    inputs = [network.get_input(i).name for i in range(network.num_inputs)]
-    if inputs != [INPUT]:
-        raise ModelError(f"{onnx_path} has inputs {inputs}, expected one named {INPUT!r}: "
-                         "export it with `ihp-rt export`")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if plan.fp16_flag:
-        config.set_flag(trt.BuilderFlag.FP16)
-    # One profile with the one shape the session feeds: a static shape lets TensorRT pick its
-    # fastest kernels.
-    shape = (1, spec.in_channels, spec.input_size, spec.input_size)
-    profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT, shape, shape, shape)
-    config.add_optimization_profile(profile)
-    cache_file = Path(timing_cache) if timing_cache else timing_cache_path(trt.__version__, gpu, capability)
-    _attach_timing_cache(trt, config, cache_file)
-    log.info("building a TensorRT engine from %s: %s", onnx_path, plan.why)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
-    atomic_write_bytes(cache_file, memoryview(config.get_timing_cache().serialize()))
-    write_engine(engine_path, memoryview(serialized), wanted)
-    return engine_path
+    with engine_lock(engine_path):  # N workers starting together: one builds, the others reuse its engine
+        reused = reusable_engine(engine_path, wanted)
+        if reused is not None:
+            return reused
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(plan.network_flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse(onnx_path.read_bytes()):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise _unparsable(trt, onnx_path, errors)
+        inputs = [network.get_input(i).name for i in range(network.num_inputs)]
+        if inputs != [INPUT]:
+            raise ModelError(f"{onnx_path} has inputs {inputs}, expected one named {INPUT!r}: "
+                             "export it with `ihp-rt export`")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+        if plan.fp16_flag:
+            config.set_flag(trt.BuilderFlag.FP16)
+        # One profile with the one shape the session feeds: a static shape lets TensorRT pick its
+        # fastest kernels.
+        shape = (1, spec.in_channels, spec.input_size, spec.input_size)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT, shape, shape, shape)
+        config.add_optimization_profile(profile)
+        cache_file = Path(timing_cache) if timing_cache else timing_cache_path(trt.__version__, gpu, capability)
+        _attach_timing_cache(trt, config, cache_file)
+        log.info("building a TensorRT engine from %s: %s", onnx_path, plan.why)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the log above)")
+        atomic_write_bytes(cache_file, memoryview(config.get_timing_cache().serialize()))
+        data = bytes(serialized)
+        return EngineFile(engine_path, write_engine(engine_path, data, wanted), data)
 
 
 class TensorRTBackend:
@@ -241,15 +254,19 @@ class TensorRTBackend:
         self.note = ""  # what `backend.choice` should add: e.g. why the engine is FP32
         path = Path(model)
         from_onnx = path.suffix.lower() == ".onnx"
-        if from_onnx:
-            path = build_engine(path)  # cached by ONNX hash + TensorRT version + GPU: never stale
-        info = read_sidecar(path)
+        data: bytes | None = None
+        if from_onnx:  # cached by ONNX hash + TensorRT version + GPU: never stale
+            built = ensure_engine(path)  # its bytes and sidecar, as checked under the cache's lock:
+            path, info, data = built.path, built.info, built.data  # the files may have changed since
+        else:
+            info = read_sidecar(path)
         check_compatible(info, trt.__version__, *gpu_identity(), engine=path)
         if info.output != OUTPUT:
             raise ModelError(f"{path} outputs {info.output}: export with the default `--head labels` so the "
                              "arg-max runs on the GPU and only the mask is copied back")
-        data = path.read_bytes()
-        check_engine_bytes(info, data, path)
+        if data is None:
+            data = path.read_bytes()
+            check_engine_bytes(info, data, path)
         self.spec = ModelSpec.from_dict(info.spec)
         self.name = f"tensorrt-{info.precision}"
         if from_onnx and info.precision == "fp32" and strongly_typed_only(trt):
