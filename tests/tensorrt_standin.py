@@ -7,7 +7,9 @@ TensorRT. Signatures follow the TensorRT Python API reference (docs.nvidia.com/d
 tensorrt/latest/_static/python-api and the 11.x pages: infer/Core/Builder, NetworkConfig
 (IBuilderConfig, BuilderFlag, MemoryPoolType), OptimizationProfile, TimingCache, Runtime, Engine,
 ExecutionContext, parsers/Onnx) and the parameter names of its pybind11 bindings; DOCUMENTED
-below lists them, and the contract test checks every stand-in method against that list.
+below lists them with the source each was checked against (DOCUMENTED_DEFAULTS and
+DOCUMENTED_PROPERTIES add defaults and read-only properties), and the contract test checks every
+stand-in method against those lists.
 
 Mimicked behaviour:
 * TensorRT 10: BuilderFlag.FP16 exists; NetworkDefinitionCreationFlag.STRONGLY_TYPED makes a
@@ -40,35 +42,64 @@ import uuid
 import numpy as np
 import onnx
 
-# Parameter names (after self) of every documented call the stand-in implements, as the
-# TensorRT Python API reference gives them (TensorRT 10.x and 11.x agree on these).
+# Parameter names (after self) of every documented call the stand-in implements, each checked
+# against TensorRT's own Python bindings, where the pybind11 argument names ("name"_a) are the
+# Python parameter names, and the Python API reference. Sources, per entry below:
+#   [core]  NVIDIA/TensorRT python/src/infer/pyCore.cpp, 2025 revision (TensorRT 10.x bindings)
+#   [graph] NVIDIA/TensorRT python/src/infer/pyGraph.cpp
+#   [onnx]  TensorRT's ONNX parser bindings (pyOnnx.cpp, bindOnnx) and docs.nvidia.com/deeplearning/
+#           tensorrt/archives/tensorrt-843/api/python_api/parsers/Onnx/pyOnnx.html
+#   [docs]  the Python API page named in the entry, under docs.nvidia.com/deeplearning/tensorrt/
+# TensorRT 11.x: the 11.0.0 Builder page and the "Removed Python APIs" list of the 10.x -> 11.x
+# migration guide (the part of it readable here) name none of these calls as changed or removed;
+# what 11.x removes that we use is BuilderFlag.FP16 (listed there; the contract test checks it).
 DOCUMENTED = {
+    # [core] py::init<ILogger::Severity>(), "min_severity"_a = kWARNING; [docs] archives/tensorrt-803
+    # .../infer/Core/Logger.html: "Logger(self, min_severity: Logger.Severity = Severity.WARNING)"
     "Logger.__init__": ("min_severity",),
+    # [core] py::init(... createInferBuilder(logger)), "logger"_a; [docs] 11.0.0/_static/python-api/
+    # infer/Core/Builder.html: "class tensorrt.Builder(self, logger: tensorrt.tensorrt.ILogger)"
     "Builder.__init__": ("logger",),
-    "Builder.create_network": ("flags",),
-    "Builder.create_builder_config": (),
-    "Builder.create_optimization_profile": (),
-    "Builder.build_serialized_network": ("network", "config"),
-    "OnnxParser.__init__": ("network", "logger"),
-    "OnnxParser.parse": ("model", "path"),
-    "OnnxParser.get_error": ("index",),
-    "INetworkDefinition.get_input": ("index",),
-    "IBuilderConfig.set_memory_pool_limit": ("pool", "pool_size"),
-    "IBuilderConfig.set_flag": ("flag",),
-    "IBuilderConfig.add_optimization_profile": ("profile",),
-    "IBuilderConfig.create_timing_cache": ("serialized_timing_cache",),
-    "IBuilderConfig.set_timing_cache": ("cache", "ignore_mismatch"),
-    "IBuilderConfig.get_timing_cache": (),
+    "Builder.create_network": ("flags",),  # [core] &IBuilder::createNetworkV2, "flags"_a = 0U
+    "Builder.create_builder_config": (),  # [core] &IBuilder::createBuilderConfig, no arguments
+    "Builder.create_optimization_profile": (),  # [core] &IBuilder::createOptimizationProfile, no arguments
+    "Builder.build_serialized_network": ("network", "config"),  # [core] "network"_a, "config"_a
+    "OnnxParser.__init__": ("network", "logger"),  # [onnx] createParser, "network"_a, "logger"_a
+    "OnnxParser.parse": ("model", "path"),  # [onnx] "model"_a, "path"_a = nullptr; docs: path: str = None
+    "OnnxParser.get_error": ("index",),  # [onnx] &IParser::getError, "index"_a
+    "INetworkDefinition.get_input": ("index",),  # [graph] &INetworkDefinition::getInput, "index"_a
+    "IBuilderConfig.set_memory_pool_limit": ("pool", "pool_size"),  # [core] "pool"_a, "pool_size"_a
+    "IBuilderConfig.set_flag": ("flag",),  # [core] &IBuilderConfig::setFlag, "flag"_a
+    "IBuilderConfig.add_optimization_profile": ("profile",),  # [core] "profile"_a
+    "IBuilderConfig.create_timing_cache": ("serialized_timing_cache",),  # [core] "serialized_timing_cache"_a
+    "IBuilderConfig.set_timing_cache": ("cache", "ignore_mismatch"),  # [core] "cache"_a, "ignore_mismatch"_a
+    "IBuilderConfig.get_timing_cache": (),  # [core] &IBuilderConfig::getTimingCache, no arguments
+    # [core] &ITimingCache::serialize; [docs] _static/python-api/infer/Core/TimingCache.html:
+    # "serialize(self: tensorrt.tensorrt.ITimingCache) -> tensorrt.tensorrt.IHostMemory"
     "ITimingCache.serialize": (),
-    "IOptimizationProfile.set_shape": ("input", "min", "opt", "max"),
-    "Runtime.__init__": ("logger",),
-    "Runtime.deserialize_cuda_engine": ("serialized_engine",),
-    "ICudaEngine.get_tensor_dtype": ("name",),
+    "IOptimizationProfile.set_shape": ("input", "min", "opt", "max"),  # [core] "input"_a, "min"_a, "opt"_a, "max"_a
+    "Runtime.__init__": ("logger",),  # [core] py::init(... createInferRuntime(logger)), "logger"_a
+    "Runtime.deserialize_cuda_engine": ("serialized_engine",),  # [core] "serialized_engine"_a
+    "ICudaEngine.get_tensor_dtype": ("name",),  # [core] &ICudaEngine::getTensorDataType, "name"_a
+    # [core] py::arg("strategy") = ExecutionContextAllocationStrategy::kSTATIC
     "ICudaEngine.create_execution_context": ("strategy",),
-    "IExecutionContext.set_input_shape": ("name", "shape"),
-    "IExecutionContext.set_tensor_address": ("name", "memory"),
-    "IExecutionContext.execute_async_v3": ("stream_handle",),
+    "IExecutionContext.set_input_shape": ("name", "shape"),  # [core] "name"_a, "shape"_a
+    "IExecutionContext.set_tensor_address": ("name", "memory"),  # [core] "name"_a, "memory"_a
+    "IExecutionContext.execute_async_v3": ("stream_handle",),  # [core] "stream_handle"_a
 }
+
+# The parameters above that have a default, with it ([core]/[onnx]: the `= ...` of the entries):
+# every other parameter is required, so the stand-in must not let our code leave one out.
+DOCUMENTED_DEFAULTS = {
+    "Logger.__init__": {"min_severity": "WARNING"},  # Logger.Severity.WARNING
+    "Builder.create_network": {"flags": 0},
+    "OnnxParser.parse": {"path": None},
+    "ICudaEngine.create_execution_context": {"strategy": 0},  # ExecutionContextAllocationStrategy.STATIC
+}
+
+# Read-only properties, not methods ([onnx] def_property_readonly("num_errors", ...); [graph]
+# def_property_readonly("num_inputs", ...)): calling them would fail on TensorRT.
+DOCUMENTED_PROPERTIES = ("OnnxParser.num_errors", "INetworkDefinition.num_inputs")
 
 ENGINE_MAGIC = b"STAND-IN TENSORRT ENGINE\n"
 

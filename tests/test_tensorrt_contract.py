@@ -34,7 +34,7 @@ from ihp_rt.export import export_onnx
 
 from .conftest import random_clicks
 from .cupy_standin import make_cupy
-from .tensorrt_standin import DOCUMENTED, make_tensorrt
+from .tensorrt_standin import DOCUMENTED, DOCUMENTED_DEFAULTS, DOCUMENTED_PROPERTIES, make_tensorrt
 
 TRT11, TRT10 = "11.4.0.106", "10.13.3.9"
 
@@ -75,8 +75,10 @@ def reference_mask(onnx_path: Path, image: np.ndarray, clicks: np.ndarray, spec)
 
 
 def test_standin_signatures_match_the_documented_api() -> None:
-    """Every stand-in method our code can call has the documented parameter names, and the
-    stand-in has nothing undocumented that our code could come to depend on unnoticed."""
+    """Every stand-in method our code can call has the documented parameter names and defaults
+    (DOCUMENTED records where each was checked: TensorRT's Python bindings and API pages), and
+    the stand-in has nothing undocumented that our code could come to depend on unnoticed. A
+    default the real call lacks would let our code omit an argument TensorRT requires."""
     trt = make_tensorrt(TRT11)
     implemented = set()
     for owner in ("Logger", "Builder", "OnnxParser", "INetworkDefinition", "IBuilderConfig", "ITimingCache",
@@ -89,9 +91,18 @@ def test_standin_signatures_match_the_documented_api() -> None:
             if inspect.isfunction(member) and (not name.startswith("_") or constructed):
                 implemented.add(f"{owner}.{name}")
                 if f"{owner}.{name}" in DOCUMENTED:
-                    params = tuple(inspect.signature(member).parameters)[1:]
-                    assert params == DOCUMENTED[f"{owner}.{name}"], f"{owner}.{name}{params}"
+                    params = list(inspect.signature(member).parameters.values())[1:]
+                    assert tuple(p.name for p in params) == DOCUMENTED[f"{owner}.{name}"], f"{owner}.{name}{params}"
+                    defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+                    documented = {k: getattr(trt.Logger, v) if isinstance(v, str) else v
+                                  for k, v in DOCUMENTED_DEFAULTS.get(f"{owner}.{name}", {}).items()}
+                    assert defaults == documented, f"{owner}.{name}: defaults {defaults}, documented {documented}"
     assert implemented == set(DOCUMENTED), implemented ^ set(DOCUMENTED)
+    assert set(DOCUMENTED_DEFAULTS) <= set(DOCUMENTED)
+    for prop in DOCUMENTED_PROPERTIES:
+        owner, name = prop.split(".")
+        member = vars(getattr(trt, owner))[name]
+        assert isinstance(member, property) and member.fset is None, f"{prop} is a read-only property on TensorRT"
     assert not hasattr(trt.BuilderFlag, "FP16") and hasattr(make_tensorrt(TRT10).BuilderFlag, "FP16")
 
 
