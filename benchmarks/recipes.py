@@ -112,22 +112,10 @@ def markdown(rows: list[dict], baseline: str | None) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    from ihp_rt.evaluation.runner import plot as plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
-        ax.plot(range(len(r["miou"])), [m * 100 for m in r["miou"]], marker="o", ms=3, label=r["name"])
-    ax.set_xlabel("correction clicks (after the initial central clicks)")
-    ax.set_ylabel("data-set mIoU (%)")
-    ax.set_title(f"Training recipes at equal steps ({rows[0]['images']} held-out photos)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    curves = [{"label": r["name"], "miou": r["miou"], "standard": 85.0, "images": r["images"]} for r in rows]
+    plot_curves(curves, path, f"Training recipes at equal steps ({rows[0]['images']} held-out photos)")
 
 
 def main(argv: list[str] | None = None) -> int:

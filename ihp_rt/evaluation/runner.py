@@ -163,7 +163,7 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
-def plot(results: list[dict], path: Path) -> Path:
+def plot(results: list[dict], path: Path, title: str | None = None) -> Path:
     """mIoU vs. correction clicks, one curve per run (the paper's Fig. 3)."""
     import matplotlib
 
@@ -176,7 +176,7 @@ def plot(results: list[dict], path: Path) -> Path:
     ax.axhline(results[0]["standard"], color="grey", linestyle="--", linewidth=1, label="standard")
     ax.set_xlabel("correction clicks")
     ax.set_ylabel("mIoU (%)")
-    ax.set_title(f"mIoU vs. clicks ({results[0]['images']} images)")
+    ax.set_title(title or f"mIoU vs. clicks ({results[0]['images']} images)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
