@@ -7,6 +7,7 @@ way Label Studio's front end sends them: only the clicked keypoint's label group
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import threading
@@ -30,6 +31,20 @@ from ihp_rt.serving.app import create_app
 from ihp_rt.serving.brush_rle import decode_brush_rle, encode_brush_rle
 from ihp_rt.serving.label_studio import LabelStudioHost, parse_config
 from ihp_rt.session import Session, SharedBackend
+
+
+@contextlib.contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]):
+    """Serve ``handler`` on a free loopback port; yields its base URL, stops and joins on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def label_config(names: tuple[str, ...] = ("hair", "upper-clothes", "face")) -> str:
@@ -144,10 +159,8 @@ def fake_label_studio(photo_png):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", fetches
-    server.shutdown()
+    with loopback_server(Handler) as url:
+        yield url, fetches
 
 
 @pytest.fixture
@@ -305,13 +318,8 @@ def other_host(photo_png):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback_server(Handler) as url:
+        yield url, seen
 
 
 def test_redirects_never_leave_the_label_studio_host(backend, fake_label_studio, other_host) -> None:
@@ -563,14 +571,8 @@ def jwt_host(photo_png):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback_server(Handler) as state.url:
+        yield state
 
 
 def test_a_personal_access_token_is_exchanged_and_sent_as_bearer(backend, jwt_host) -> None:
@@ -697,13 +699,8 @@ def any_path_host(photo_png):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback_server(Handler) as url:
+        yield url, seen
 
 
 @pytest.mark.parametrize("path", [
