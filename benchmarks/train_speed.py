@@ -47,6 +47,40 @@ def seconds_per_step(base: Path, overrides: dict, steps: int, skip: int) -> floa
         shutil.rmtree(out, ignore_errors=True)
 
 
+def loader_milliseconds(config: Path, batches: int) -> dict:
+    """What the data loader does per batch of ``config``'s recipe, on one thread: decoding the photos
+    and label maps (all that a cache of decoded photos could save) and the whole sample (decoding,
+    augmentation, training clicks, click maps). Compared with a training step, this says how much a
+    photo cache or more loader workers could buy before either is built."""
+    import time
+
+    import torch
+
+    from ihp_rt.data.folder import FolderDataset
+    from ihp_rt.labels import get_label_mapping
+    from ihp_rt.model import default_spec
+    from ihp_rt.training.config import TrainConfig
+    from ihp_rt.training.dataset import Augment, ClickTrainingSet
+
+    cfg = TrainConfig.from_yaml(config)
+    torch.set_num_threads(1)
+    folder = FolderDataset(cfg.data, get_label_mapping(cfg.label_mapping) if cfg.label_mapping else None)
+    spec = default_spec(folder.label_set, cfg.backbone, input_size=cfg.input_size)
+    samples = ClickTrainingSet(folder, spec, Augment(cfg.crop, cfg.scale, cfg.flip), cfg.strategy,
+                               cfg.extra_clicks, cfg.d_margin, cfg.seed)
+    count = min(batches * cfg.batch_size, len(folder))
+    samples[0]  # imports and first-call set-up are not the loader's steady cost
+
+    def per_batch(read) -> float:
+        started = time.perf_counter()
+        for index in range(count):
+            read(index)
+        return (time.perf_counter() - started) / count * cfg.batch_size * 1e3
+
+    return {"config": str(config), "photos": count, "batch_size": cfg.batch_size,
+            "decode_ms_per_batch": per_batch(folder.__getitem__), "sample_ms_per_batch": per_batch(samples.__getitem__)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from ihp_rt.benchmarks.latency import machine
 
@@ -55,21 +89,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--skip", type=int, default=6, help="first steps not counted")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed"))
-    parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    parser.add_argument("--only", nargs="*", help="variant names to run (default: all; none: only the loader)")
+    parser.add_argument("--loader-config", type=Path, default=Path("configs/default_ccp.yaml"),
+                        help="recipe whose data loading is timed per batch (one thread)")
+    parser.add_argument("--loader-batches", type=int, default=20, help="batches of photos timed (0: skip)")
     args = parser.parse_args(argv)
     rows = []
     for name, overrides in VARIANTS.items():
-        if args.only and name not in args.only:
+        if args.only is not None and name not in args.only:
             continue
         s = seconds_per_step(args.config, overrides, args.steps, args.skip)
         rows.append({"variant": name, "options": overrides, "seconds_per_step": s})
         print(f"{name}: {s:.2f} s/step")
+    loader = loader_milliseconds(args.loader_config, args.loader_batches) if args.loader_batches else None
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"config": str(args.config), "steps": args.steps, "skip": args.skip, "machine": machine(), "rows": rows}
+    report = {"config": str(args.config), "steps": args.steps, "skip": args.skip, "machine": machine(), "rows": rows,
+              "loader": loader}
     (args.out / "train_speed.json").write_text(json.dumps(report, indent=1))
-    first = rows[0]["seconds_per_step"]
-    lines = ["| variant | s/step | vs first row |", "|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['seconds_per_step']:.2f} | {first / r['seconds_per_step']:.2f}x |" for r in rows]
+    lines = []
+    if rows:
+        first = rows[0]["seconds_per_step"]
+        lines += ["| variant | s/step | vs first row |", "|---|---|---|"]
+        lines += [f"| {r['variant']} | {r['seconds_per_step']:.2f} | {first / r['seconds_per_step']:.2f}x |"
+                  for r in rows]
+    if loader:
+        lines += ["", f"Data loading per batch of {loader['batch_size']} ({loader['config']}, one thread, "
+                  f"{loader['photos']} photos): decoding photos and label maps "
+                  f"{loader['decode_ms_per_batch']:.0f} ms; the whole sample (decoding, augmentation, clicks, "
+                  f"click maps) {loader['sample_ms_per_batch']:.0f} ms."]
     (args.out / "train_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
