@@ -134,16 +134,28 @@ def training_clicks(labels: np.ndarray, rng: np.random.Generator, strategy: str 
     return clicks + random_extra_clicks(labels, rng, count, ignore)
 
 
+def correction_clicks(prediction: np.ndarray, truth: np.ndarray, rng: np.random.Generator, count: int,
+                      ignore: int | None = None) -> list[Click]:
+    """Clicks at the centres of the ``count`` largest wrongly labelled regions (largest first),
+    each labelled with the ground truth there: fewer where fewer regions are wrong."""
+    wrong = prediction != truth
+    if ignore is not None:
+        wrong &= truth != ignore
+    if count <= 0 or not wrong.any():
+        return []
+    _, comp, stats, _ = cv2.connectedComponentsWithStats(wrong.astype(np.uint8), connectivity=8)
+    # Stable: among equal areas the first component wins, as np.argmax would pick it.
+    largest = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable")[:count]
+    clicks = []
+    for region in largest.tolist():
+        x, y = farthest_of_candidates(comp == region, rng)
+        clicks.append(Click(x, y, int(truth[y, x])))
+    return clicks
+
+
 def correction_click(prediction: np.ndarray, truth: np.ndarray, rng: np.random.Generator,
                      ignore: int | None = None) -> Click | None:
     """The evaluation user's next click (paper IV-A): at the centre of the largest wrongly
     labelled region, labelled with the ground truth there; None when nothing is wrong."""
-    wrong = prediction != truth
-    if ignore is not None:
-        wrong &= truth != ignore
-    if not wrong.any():
-        return None
-    _, comp, stats, _ = cv2.connectedComponentsWithStats(wrong.astype(np.uint8), connectivity=8)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y = farthest_of_candidates(comp == largest, rng)
-    return Click(x, y, int(truth[y, x]))
+    clicks = correction_clicks(prediction, truth, rng, 1, ignore)
+    return clicks[0] if clicks else None

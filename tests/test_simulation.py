@@ -9,6 +9,7 @@ from ihp_rt.simulation import (
     background_click,
     central_clicks,
     correction_click,
+    correction_clicks,
     farthest_of_candidates,
     near_edge_extra_clicks,
     random_component_clicks,
@@ -121,3 +122,22 @@ def test_correction_click_targets_the_largest_error_region() -> None:
     assert 5 <= click.y < 25 and 5 <= click.x < 35
     truth_masked = truth.copy()
     assert correction_click(truth_masked, truth, np.random.default_rng(0), ignore=255) is None
+
+
+def test_correction_clicks_take_the_largest_error_regions_in_order() -> None:
+    truth = scene()
+    prediction = truth.copy()
+    prediction[5:25, 5:35] = 0  # largest miss: the class-2 block
+    prediction[40:45, 10:20] = 5  # second
+    prediction[50:52, 60:62] = 7  # smallest
+    prediction[:, 78:] = 9  # wrong only where truth is ignored: never counts
+    regions = [(slice(5, 25), slice(5, 35)), (slice(40, 45), slice(10, 20)), (slice(50, 52), slice(60, 62))]
+    clicks = correction_clicks(prediction, truth, np.random.default_rng(0), 2, ignore=255)
+    assert len(clicks) == 2
+    for click, (rows, cols) in zip(clicks, regions, strict=False):
+        assert rows.start <= click.y < rows.stop and cols.start <= click.x < cols.stop
+        assert click.label == truth[click.y, click.x]
+    assert len(correction_clicks(prediction, truth, np.random.default_rng(0), 5, ignore=255)) == 3
+    assert correction_clicks(prediction, truth, np.random.default_rng(0), 0, ignore=255) == []
+    # The evaluation's one click is the first of these, from the same random state.
+    assert correction_click(prediction, truth, np.random.default_rng(0), ignore=255) == clicks[0]
