@@ -145,3 +145,35 @@ def test_unknown_choices_are_refused_before_training(key: str, value) -> None:
 
     with pytest.raises(InputError, match=key):
         TrainConfig(**{key: value})
+
+
+@pytest.mark.slow
+def test_error_driven_run_resumes_and_init_from_fine_tunes(synthetic_folder, tmp_path) -> None:
+    """Every batch with error-driven clicks trains and resumes; init_from starts from its weights."""
+    first = train(config(synthetic_folder, tmp_path / "a", steps=3, error_clicks_p=1.0, error_clicks_max=3),
+                  progress=False)
+    train(config(synthetic_folder, tmp_path / "a", steps=4, error_clicks_p=1.0, error_clicks_max=3), progress=False)
+    assert len(losses(tmp_path / "a")) == 4 and all(np.isfinite(losses(tmp_path / "a")))
+    start = load_checkpoint(first).model.state_dict()
+    tuned = load_checkpoint(train(config(synthetic_folder, tmp_path / "b", steps=1, lr=1e-12, init_from=str(first)),
+                                  progress=False)).model.state_dict()
+    weights = [k for k in start if k.endswith("weight")]
+    assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in weights)  # lr ~0: the same network
+
+
+def test_init_from_refuses_a_missing_file_or_another_model(synthetic_folder, tmp_path) -> None:
+    from ihp_rt.errors import InputError
+
+    with pytest.raises(InputError, match="no checkpoint"):
+        train(config(synthetic_folder, tmp_path / "a", steps=1, init_from=str(tmp_path / "nope.pt")), progress=False)
+    other = train(config(synthetic_folder, tmp_path / "b", steps=1, backbone="resnet18"), progress=False)
+    with pytest.raises(InputError, match="another configuration"):
+        train(config(synthetic_folder, tmp_path / "c", steps=1, init_from=str(other)), progress=False)
+
+
+@pytest.mark.parametrize(("key", "value"), [("error_clicks_p", 1.5), ("error_clicks_max", -1)])
+def test_error_click_settings_are_checked(key: str, value) -> None:
+    from ihp_rt.errors import InputError
+
+    with pytest.raises(InputError, match="error_clicks"):
+        TrainConfig(**{key: value})

@@ -21,6 +21,7 @@ class TrainConfig:
     val_count: int = 64  # images held out for validation (a seeded split of the folder)
     backbone: str = "mobilenetv3_large"
     pretrained: bool = False  # start the encoder from its ImageNet weights (EfficientNet-Lite only)
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning: new optimiser and schedule)
     map_entry: str = "concat"  # how the click maps enter: concat (the paper) | branch (ihp_rt/model/input_stem.py)
     map_scale: float = 1.0  # the network sees maps * map_scale (1: raw 0..255 units)
     input_size: int = 473
@@ -39,6 +40,8 @@ class TrainConfig:
     extra_clicks: tuple[int, int] = (1, 15)
     ce_weighting: str = "balanced"  # plain | balanced (the paper) | sqrt_balanced (losses.py)
     sp_lambda: float | None = None  # None: 1 for random, 3 for near_edge (the paper's choice)
+    error_clicks_p: float = 0.0  # share of batches given error-driven clicks instead (training/error_clicks.py)
+    error_clicks_max: int = 10  # those batches get 0..this many corrections where the model errs
     d_margin: int = 10
     seed: int = 0
     workers: int = 1
@@ -64,6 +67,9 @@ class TrainConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise InputError(f"{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if not 0 <= self.error_clicks_p <= 1 or self.error_clicks_max < 0:
+            raise InputError(f"error_clicks_p must be in [0, 1] and error_clicks_max >= 0; got "
+                             f"{self.error_clicks_p} and {self.error_clicks_max}")
         if not 0 < self.map_scale <= 1:
             raise InputError(f"map_scale must be in (0, 1], got {self.map_scale}")
 

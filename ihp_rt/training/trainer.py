@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from ihp_rt.session import Session
 from ihp_rt.spec import ModelSpec
 from ihp_rt.training.config import TrainConfig
 from ihp_rt.training.dataset import Augment, ClickTrainingSet
+from ihp_rt.training.error_clicks import error_driven_batch
 from ihp_rt.training.losses import cross_entropy, sp_loss
 
 LOG_FIELDS = ("step", "seconds", "lr", "loss", "ce", "sp")
@@ -88,10 +90,28 @@ def restore(out: Path, spec: ModelSpec, cfg: TrainConfig) -> tuple[torch.nn.Modu
         optimizer.load_state_dict(state["optimizer"])
         print(f"resuming {out} at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
         return model, optimizer, state["step"], state["seconds"]
-    model = build_model(spec, seed=cfg.seed, pretrained=cfg.pretrained).train()
+    if cfg.init_from:
+        model = initial_weights(Path(cfg.init_from), spec).train()
+    else:
+        model = build_model(spec, seed=cfg.seed, pretrained=cfg.pretrained).train()
     # channels-last makes the CPU (oneDNN) convolutions about 20 % faster here, and suits GPUs too.
     model.to(cfg.device, memory_format=torch.channels_last)
     return model, make_optimizer(model, cfg), 0, 0.0
+
+
+def initial_weights(path: Path, spec: ModelSpec) -> torch.nn.Module:
+    """The network of checkpoint ``path``, to fine-tune into a model of ``spec``.
+
+    Only the version name may differ: another label set, backbone or map entry would load
+    weights that mean something else, so it is refused rather than half-loaded.
+    """
+    if not path.is_file():
+        raise InputError(f"init_from: no checkpoint at {path}")
+    checkpoint = load_checkpoint(path)
+    if dataclasses.replace(checkpoint.spec, model_version=spec.model_version) != spec:
+        raise InputError(f"init_from: {path} is a {checkpoint.spec.backbone} model of another configuration "
+                         f"(labels, backbone, input size or map entry differ from this run's)")
+    return checkpoint.model
 
 
 def validate(checkpoint: Checkpoint, dataset: FolderDataset, corrections: int, seed: int) -> dict:
@@ -170,6 +190,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             lr = poly_lr(cfg, step, elapsed)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            # Seeded by the step, so a resumed run draws the same error-driven batches.
+            rng = np.random.default_rng([cfg.seed, step])
+            if cfg.error_clicks_p and rng.random() < cfg.error_clicks_p:
+                x, clicks = error_driven_batch(model, x, labels, spec, rng, cfg.error_clicks_max, cfg.autocast_bf16)
             x = x.to(cfg.device, memory_format=torch.channels_last)
             labels, clicks = labels.to(cfg.device), clicks.to(cfg.device)
             with torch.autocast(torch.device(cfg.device).type, torch.bfloat16, enabled=cfg.autocast_bf16):
