@@ -1,7 +1,9 @@
 """Training recipes measured against each other: ``python -m ihp_rt.benchmarks.recipes configs/recipes.yaml``.
 
 Each arm is the base training config plus a few changed options, trained for the same number
-of steps (``steps`` in the file; see there how it relates to wall time), then evaluated with the
+of steps (``steps``) or the same wall time (``minutes``: then the learning rate decays over the
+minutes, and ``steps`` is only a cap; see the sweep file for how arms shared the machine), then
+evaluated with the
 paper's protocol on the run's own held-out validation photos (torch backend, central clicks then
 ``corrections`` correction clicks). Runs live in ``runs/recipes/<arm>``: an interrupted sweep
 resumes where it stopped (training resumes from its checkpoint, finished evaluations are kept),
@@ -34,8 +36,12 @@ def load_sweep(path: Path) -> dict:
 
 
 def _recipe(config: dict) -> dict:
-    """What decides an arm's result: its training options, less where it runs and on how many threads."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items() if k not in ("out", "threads")}
+    """What decides an arm's result: its training options, less where it runs and on how many threads.
+    Options added since a run was saved count at their defaults, which is how that run trained."""
+    from ihp_rt.training.config import TrainConfig
+
+    full = TrainConfig.from_dict(config).to_dict()
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items() if k not in ("out", "threads")}
 
 
 def arm_config(sweep: dict, arm: dict, runs: Path):
@@ -44,8 +50,18 @@ def arm_config(sweep: dict, arm: dict, runs: Path):
     values = TrainConfig.from_yaml(sweep["base"]).to_dict()
     values.update(sweep.get("common", {}))
     values.update(arm.get("set", {}))
-    values.update(steps=arm["steps"], time_limit_min=None, out=str(runs / arm["name"]))
+    if "minutes" in arm:
+        values.update(steps=arm.get("steps", 10**6), time_limit_min=arm["minutes"])
+    else:
+        values.update(steps=arm["steps"], time_limit_min=None)
+    values.update(out=str(runs / arm["name"]))
     return TrainConfig.from_dict(values)
+
+
+def finished(cfg, training: dict) -> bool:
+    """Whether a checkpoint's run used up its step or time budget (a resumed run trains no further)."""
+    out_of_time = cfg.time_limit_min is not None and training.get("seconds", 0) >= cfg.time_limit_min * 60
+    return training.get("step") == cfg.steps or out_of_time
 
 
 def run_arm(sweep: dict, arm: dict, runs: Path, threads: int | None) -> dict:
@@ -71,7 +87,7 @@ def run_arm(sweep: dict, arm: dict, runs: Path, threads: int | None) -> dict:
         if _recipe(saved.get("config", {})) != _recipe(cfg.to_dict()):
             raise InputError(f"{cfg.out} was trained with another recipe than arm {arm['name']!r} now defines; "
                              "rename the arm or move the folder away")
-        done = saved.get("step") == cfg.steps
+        done = finished(cfg, saved)
     if not (done and result_path.is_file()):
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         with (Path(cfg.out) / ".lock").open("w") as lock:
@@ -86,9 +102,10 @@ def run_arm(sweep: dict, arm: dict, runs: Path, threads: int | None) -> dict:
             val = folder.subset(checkpoint.training["val_names"])
             session = Session.open(checkpoint, backend="torch", device="cpu")
             result = evaluate(session, val, sweep.get("corrections", 10), standards=(85.0, 50.0), desc=arm["name"])
-            result_path.write_text(json.dumps({**result, "seconds": checkpoint.training["seconds"]}, indent=1))
+            result_path.write_text(json.dumps({**result, "seconds": checkpoint.training["seconds"],
+                                               "steps": checkpoint.training["step"]}, indent=1))
     result = json.loads(result_path.read_text())
-    return {"name": arm["name"], "note": arm.get("note", ""), "steps": cfg.steps,
+    return {"name": arm["name"], "note": arm.get("note", ""), "steps": result.get("steps", cfg.steps),
             "train_minutes": result["seconds"] / 60, "miou": result["miou"],
             "avg85": result["by_standard"]["85"]["avg"], "avg50": result["by_standard"]["50"]["avg"],
             "images": result["images"], "ms_per_predict": result["ms_per_predict"]}
@@ -97,25 +114,28 @@ def run_arm(sweep: dict, arm: dict, runs: Path, threads: int | None) -> dict:
 def markdown(rows: list[dict], baseline: str | None) -> str:
     ks = [k for k in RESULT_KS if all(k < len(r["miou"]) for r in rows)]
     base = next((r for r in rows if r["name"] == baseline), None)
-    head = "| arm | what changes | steps | " + " | ".join(f"mIoU @{k}" for k in ks) + " | Avg.@85 | Avg.@50 |"
+    head = ("| arm | what changes | steps | minutes | s/step | " + " | ".join(f"mIoU @{k}" for k in ks)
+            + " | Avg.@85 | Avg.@50 |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         cells = []
         for k in ks:
             delta = f" ({(r['miou'][k] - base['miou'][k]) * 100:+.1f})" if base and r is not base else ""
             cells.append(f"{r['miou'][k] * 100:.1f}{delta}")
-        lines.append(f"| {r['name']} | {r['note']} | {r['steps']} | " + " | ".join(cells)
+        seconds = r["train_minutes"] * 60
+        lines.append(f"| {r['name']} | {r['note']} | {r['steps']} | {r['train_minutes']:.0f} | "
+                     f"{seconds / r['steps']:.2f} | " + " | ".join(cells)
                      + f" | {r['avg85']:.2f} | {r['avg50']:.2f} |")
     if base:
         lines.append(f"\nIn brackets: points against `{baseline}`.")
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, budget: str) -> None:
     from ihp_rt.evaluation.runner import plot as plot_curves
 
     curves = [{"label": r["name"], "miou": r["miou"], "standard": 85.0, "images": r["images"]} for r in rows]
-    plot_curves(curves, path, f"Training recipes at equal steps ({rows[0]['images']} held-out photos)")
+    plot_curves(curves, path, f"Training recipes at equal {budget} ({rows[0]['images']} held-out photos)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "recipes.json").write_text(json.dumps({"sweep": str(args.sweep), "arms": rows}, indent=1))
     (args.out / "recipes.md").write_text(markdown(rows, sweep.get("baseline")))
-    plot(rows, args.out / "recipes.png")
+    plot(rows, args.out / "recipes.png", "wall time" if all("minutes" in a for a in arms) else "steps")
     print(markdown(rows, sweep.get("baseline")))
     return 0
 
