@@ -5,7 +5,7 @@
 # OLD_DEFAULT_COMMIT (default 35711b8, the first shipped default) names the commit whose
 # ihp_default.pt the bench runs side by side with today's (README "Speed and memory").
 # IHP_FIGURES_ONLY="eval bench" runs a subset: overlay parity eval synthetic precision int8 bench
-# load page. About 35 minutes in all on the 2-core development CPU.
+# load page. About 10 minutes in all on the 2-core development CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old_commit="${1:-35711b8}"
