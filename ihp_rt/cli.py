@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS
 from ihp_rt.errors import IhpError
 
 UNTRAINED_BANNER = """\
@@ -148,10 +149,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             session = Session.open(model, backend=backend, threads=args.threads)
             dataset = _eval_dataset(args, session.labels)
             name = Path(model_arg).stem if model_arg else "default"
-            runs = [("central", f"{name} [{session.backend.name}]")]
-            if args.baselines:
-                runs.append(("none", f"{name} [{session.backend.name}] RGB-only init"))
-            for initial, label in runs:
+            runs = []
+            for radius in args.click_radius:
+                tag = f"{name} [{session.backend.name}]"
+                if radius != DEFAULT_CLICK_RADIUS:
+                    tag += " network alone" if radius == 0 else f" click radius {radius}"
+                runs.append(("central", tag, radius))
+                if args.baselines:
+                    runs.append(("none", f"{tag} RGB-only init", radius))
+            for initial, label, radius in runs:
+                session.click_radius = radius
                 saved = []
 
                 def keep(index, sample, run, label=label, saved=saved, labels=session.labels,
@@ -165,7 +172,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
                 result = evaluate(session, dataset, args.max_clicks, tuple(args.standard), args.seed, initial,
                                   desc=label, on_image=keep)
-                result.update(label=label, model=model_arg or "default", data=str(args.data))
+                result.update(label=label, model=model_arg or "default", data=str(args.data), click_radius=radius)
                 results.append(result)
                 print(f"{label}: mIoU {100 * result['miou'][0]:.1f} -> {100 * result['miou'][-1]:.1f} "
                       f"after {args.max_clicks} clicks; Add. {result['add']:.2f}, Avg. {result['avg']:.2f}")
@@ -430,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--baselines", action="store_true", help="also run the RGB-only initialisation baseline")
     p.add_argument("--save-examples", type=int, default=0, metavar="N", help="write N side-by-side PNGs per run")
+    p.add_argument("--click-radius", type=int, nargs="+", default=[DEFAULT_CLICK_RADIUS], metavar="R",
+                   help="pixels within R model pixels of a click take its label (0: the network alone); "
+                   f"several compare them (default {DEFAULT_CLICK_RADIUS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.add_argument("--out", required=True, help="folder for eval.json, eval.md, miou_vs_clicks.png")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ihp_rt.backends.base import Backend
+from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS, enforce_clicks
 from ihp_rt.clicks import Click, make_click
 from ihp_rt.errors import InputError
 from ihp_rt.geometry import Letterbox, prepare_image
@@ -93,21 +94,35 @@ class Session:
 
     A Session is not itself thread-safe (a server holds one lock per session); sessions that
     share a :class:`SharedBackend` may run in different threads.
+
+    ``click_radius``: every pixel within this many model pixels of a click takes the click's
+    label (ihp_rt/click_enforcement.py); 0 returns the network's labels untouched.
     """
 
-    def __init__(self, backend: Backend | SharedBackend) -> None:
+    def __init__(self, backend: Backend | SharedBackend, click_radius: int = DEFAULT_CLICK_RADIUS) -> None:
         self.engine = backend if isinstance(backend, SharedBackend) else SharedBackend.of(backend)
+        self.click_radius = click_radius
         self._box: Letterbox | None = None
         self._image: np.ndarray | None = None
         self._clicks: list[Click] = []
 
     @classmethod
     def open(cls, model: str | Path | Checkpoint, backend: str = "auto", device: str | None = None,
-             threads: int | None = None, half: bool = False) -> Session:
+             threads: int | None = None, half: bool = False, click_radius: int = DEFAULT_CLICK_RADIUS) -> Session:
         """Open a checkpoint (.pt), an .onnx export, a TensorRT .engine or a loaded Checkpoint."""
         from ihp_rt.backends import open_backend
 
-        return cls(open_backend(model, backend, device, threads, half))
+        return cls(open_backend(model, backend, device, threads, half), click_radius)
+
+    @property
+    def click_radius(self) -> int:
+        return self._click_radius
+
+    @click_radius.setter
+    def click_radius(self, radius: int) -> None:
+        if not isinstance(radius, int) or radius < 0:
+            raise InputError(f"click radius must be an integer >= 0, got {radius!r}")
+        self._click_radius = radius
 
     @property
     def backend(self) -> Backend:
@@ -156,6 +171,7 @@ class Session:
         if box is None or image is None:
             raise InputError("no image set: call set_image first")
         start = time.perf_counter()
-        labels = self.engine.predict(image, box.clicks_to_model(self._clicks))
+        clicks = box.clicks_to_model(self._clicks)
+        labels = enforce_clicks(self.engine.predict(image, clicks), clicks, self.click_radius)
         result = box.labels_to_image(labels)
         return Prediction(result, self.clicks, self.backend.name, (time.perf_counter() - start) * 1e3)

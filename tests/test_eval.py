@@ -63,7 +63,8 @@ def test_perfect_predictor_add_zero_avg_is_initial_clicks_per_part() -> None:
         b.calls += 1
 
     backend.set_image = counting_set_image
-    result = evaluate(Session(backend), ListData(truths), max_corrections=4, standards=85, progress=False)
+    result = evaluate(Session(backend, click_radius=0), ListData(truths), max_corrections=4, standards=85,
+                      progress=False)
     assert result["add"] == 0 and result["failures"] == []
     assert result["avg"] == pytest.approx((3 + 2) / (3 + 1))
     assert result["miou"] == [1.0] * 5 and result["boundary_f"] == [1.0, 1.0]
@@ -72,21 +73,21 @@ def test_perfect_predictor_add_zero_avg_is_initial_clicks_per_part() -> None:
 def test_add_and_avg_by_hand_when_a_few_corrections_are_needed() -> None:
     truths = two_images()
     # image a: 3 initial clicks, perfect from 5 clicks -> 2 corrections; image b: 2 initial -> 3 corrections
-    result = evaluate(Session(SwitchingBackend(truths, need=5)), ListData(truths), max_corrections=6,
+    result = evaluate(Session(SwitchingBackend(truths, need=5), click_radius=0), ListData(truths), max_corrections=6,
                       standards=(85, 50), progress=False)
     assert result["add"] == pytest.approx((2 + 3) / 2)
     assert result["avg"] == pytest.approx((5 + 5) / (3 + 1))
     assert result["by_standard"]["50"] == result["by_standard"]["85"]  # all-or-nothing predictor
     # never reaching the standard counts at the cap and is reported
-    capped = evaluate(Session(SwitchingBackend(truths, need=99)), ListData(truths), max_corrections=3, standards=85,
-                      progress=False)
+    capped = evaluate(Session(SwitchingBackend(truths, need=99), click_radius=0), ListData(truths), max_corrections=3,
+                      standards=85, progress=False)
     assert capped["add"] == 3 and capped["failures"] == ["s0", "s1"]
     assert capped["avg"] == pytest.approx((3 + 3 + 2 + 3) / 4)
 
 
 def test_rgb_only_initialisation_starts_without_clicks() -> None:
     truths = two_images()
-    result = evaluate(Session(NearestClickBackend(truths[0])), ListData(truths[:1]), max_corrections=5,
+    result = evaluate(Session(NearestClickBackend(truths[0]), click_radius=0), ListData(truths[:1]), max_corrections=5,
                       initial="none", progress=False)
     assert result["initial"] == "none" and len(result["miou"]) == 6
     assert result["miou"][0] < result["miou"][-1]
@@ -134,8 +135,14 @@ def test_eval_command_writes_json_markdown_plot_and_examples(lip_folder, tiny_ch
     names = tmp_path / "names.txt"
     names.write_text("p1\n")
     assert main(["eval", "--data", str(lip_folder), "--model", str(model), "--max-clicks", "3", "--names", str(names),
-                 "--out", str(tmp_path / "e2")]) == 0
-    assert json.loads((tmp_path / "e2" / "eval.json").read_text())["images"] == 1
+                 "--out", str(tmp_path / "e2"), "--click-radius", "0", "4", "12"]) == 0
+    report = json.loads((tmp_path / "e2" / "eval.json").read_text())
+    assert report["images"] == 1
+    alone, default, wide = report["runs"]
+    assert [r["click_radius"] for r in report["runs"]] == [0, 4, 12]
+    assert alone["label"].endswith("network alone") and default["label"] == "m [torch-cpu]"
+    assert wide["label"].endswith("click radius 12")
+    assert alone["miou"] != wide["miou"]  # disks of 12 px over a 96 px frame change the masks
     capsys.readouterr()
 
 

@@ -2,11 +2,14 @@ import numpy as np
 import pytest
 import torch
 
+from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS
 from ihp_rt.encoding import encode_reference
 from ihp_rt.errors import BackendError, InputError
 from ihp_rt.geometry import prepare_image
 from ihp_rt.model import save_checkpoint
 from ihp_rt.session import Session
+
+from .test_click_enforcement import enforce_reference
 
 
 @pytest.fixture
@@ -20,14 +23,15 @@ def photo(rng) -> np.ndarray:
 
 
 def reference_mask(ckpt, image: np.ndarray, clicks) -> np.ndarray:
-    """The whole pipeline written out by hand: letterbox, reference encoding, network, arg-max."""
+    """The whole pipeline written out by hand: letterbox, reference encoding, network, arg-max, click disks."""
     spec = ckpt.spec
     box, rgb = prepare_image(image, spec)
-    maps = encode_reference(box.clicks_to_model(clicks), spec.num_classes, spec.input_size, spec.input_size)
+    model_clicks = box.clicks_to_model(clicks)
+    maps = encode_reference(model_clicks, spec.num_classes, spec.input_size, spec.input_size)
     x = torch.from_numpy(np.concatenate([rgb, maps])[None])
     with torch.inference_mode():
         labels = ckpt.model(x)[0].argmax(0).to(torch.uint8).numpy()
-    return box.labels_to_image(labels)
+    return box.labels_to_image(enforce_reference(labels, model_clicks, DEFAULT_CLICK_RADIUS))
 
 
 def test_predict_matches_the_hand_written_pipeline(session, tiny_checkpoint, photo) -> None:
