@@ -181,7 +181,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "standards": args.standard, "seed": args.seed,
         "convention": "miou[k]: data-set mIoU from one confusion matrix accumulated over all images after k "
                       "correction clicks; miou_per_image_mean: mean of per-image mIoUs; add: mean correction "
-                      "clicks to reach the standard (per-image mIoU), capped at max_corrections; avg: total "
+                      "clicks to reach the standard (per-image mIoU), capped at max_corrections; "
+                      "corrections_honoured: share of correction clicks whose pixel has their label right after; "
+                      "avg: total "
                       "clicks (initial + corrections) / total part classes present; near-edge figures within "
                       "5 px of ground-truth part boundaries, [after initialisation, after the last click]",
         "runs": results,

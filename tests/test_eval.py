@@ -78,6 +78,10 @@ def test_add_and_avg_by_hand_when_a_few_corrections_are_needed() -> None:
     assert result["add"] == pytest.approx((2 + 3) / 2)
     assert result["avg"] == pytest.approx((5 + 5) / (3 + 1))
     assert result["by_standard"]["50"] == result["by_standard"]["85"]  # all-or-nothing predictor
+    # only the correction that makes the prediction perfect has its pixel right: 1 of 2 on a, 1 of 3 on b
+    assert result["corrections"] == 5 and result["corrections_honoured"] == pytest.approx(2 / 5)
+    painted = evaluate(Session(SwitchingBackend(truths, need=5)), ListData(truths), max_corrections=6, progress=False)
+    assert painted["corrections_honoured"] == 1.0  # the click disks put every correction's label under it
     # never reaching the standard counts at the cap and is reported
     capped = evaluate(Session(SwitchingBackend(truths, need=99), click_radius=0), ListData(truths), max_corrections=3,
                       standards=85, progress=False)

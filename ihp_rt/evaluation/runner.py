@@ -5,6 +5,8 @@ Conventions (also written into eval.json):
   (the paper's); the mean of per-image mIoUs is reported beside it;
 * an image reaches the standard at the first k whose per-image mIoU >= standard; one that never
   does counts as ``max_corrections`` and is listed in ``failures``;
+* a correction is honoured when the clicked pixel has the click's label in the prediction
+  right after it (the network alone leaves many wrong; ``Session.click_radius`` > 0 honours all);
 * Add. = mean correction clicks per image to reach the standard;
   Avg. = sum over images of (initial + correction clicks to reach) / sum of part classes
   present (background excluded, as the initial clicks are).
@@ -46,6 +48,7 @@ class Totals:
     initial_clicks: list[int] = field(default_factory=list)
     parts: list[int] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
+    corrections_honoured: list[int] = field(default_factory=lambda: [0, 0])  # [clicked pixel right after, clicks]
 
     def __post_init__(self) -> None:
         c = self.num_classes
@@ -85,6 +88,9 @@ def evaluate(session: Session, dataset: ParsingDataset, max_corrections: int = 2
         present = np.unique(sample.labels)
         totals.parts.append(int(sum(1 for v in present if v != 0 and v != ignore)))
         totals.latency_ms.extend(run.latency_ms)
+        for k, click in enumerate(run.clicks[run.initial_clicks:], start=1):  # rounds end once perfect
+            totals.corrections_honoured[0] += int(run.predictions[k][click.y, click.x] == click.label)
+            totals.corrections_honoured[1] += 1
         if on_image is not None:
             on_image(index, sample, run)
     return summarize(totals, session, standards, initial)
@@ -122,6 +128,8 @@ def summarize(t: Totals, session: Session, standards: tuple[float, ...], initial
         "near_edge_miou": [mean_iou(t.edge_conf[0]), mean_iou(t.edge_conf[1])],
         "boundary_f": [boundary_f(t.boundary[0]), boundary_f(t.boundary[1])],
         "ms_per_predict": float(np.mean(t.latency_ms)) if t.latency_ms else float("nan"),
+        "corrections_honoured": t.corrections_honoured[0] / max(1, t.corrections_honoured[1]),
+        "corrections": t.corrections_honoured[1],
     }
 
 
@@ -144,12 +152,13 @@ def markdown(results: list[dict], ks: tuple[int, ...] = (0, 1, 3, 5, 10, 20)) ->
             fig = r["by_standard"][s]
             cells += [f"{fig['add']:.2f}", f"{fig['avg']:.2f}", f"{len(fig['failures'])}/{r['images']}"]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
-    lines += ["", "| run | near-edge mIoU (init -> last) | boundary F (init -> last) | ms per predict |",
-              "|---|---:|---:|---:|"]
+    lines += ["", "| run | near-edge mIoU (init -> last) | boundary F (init -> last) | corrections honoured | "
+              "ms per predict |", "|---|---:|---:|---:|---:|"]
     for r in results:
         ne, bf = r["near_edge_miou"], r["boundary_f"]
         lines.append(f"| {r['label']} | {100 * ne[0]:.1f} -> {100 * ne[1]:.1f} | {100 * bf[0]:.1f} -> "
-                     f"{100 * bf[1]:.1f} | {r['ms_per_predict']:.0f} |")
+                     f"{100 * bf[1]:.1f} | {100 * r['corrections_honoured']:.0f} % of {r['corrections']} | "
+                     f"{r['ms_per_predict']:.0f} |")
     first = results[0]
     lines += ["", f"Per-class IoU of `{first['label']}` (after initialisation -> after {steps - 1} corrections):", "",
               "| class | IoU init | IoU last |", "|---|---:|---:|"]
