@@ -4,12 +4,12 @@
 #   bash scripts/figures_default_model.sh [OLD_DEFAULT_COMMIT]
 # OLD_DEFAULT_COMMIT (default 35711b8, the first shipped default) names the commit whose
 # ihp_default.pt the bench runs side by side with today's (README "Speed and memory").
-# IHP_FIGURES_ONLY="eval bench" runs a subset: overlay parity eval synthetic precision int8 bench
-# load page. About 10 minutes in all on the 2-core development CPU.
+# IHP_FIGURES_ONLY="eval bench" runs a subset: overlay parity eval clicks synthetic precision int8
+# bench load page. About 15 minutes in all on the 2-core development CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old_commit="${1:-35711b8}"
-only="${IHP_FIGURES_ONLY:-overlay parity eval synthetic precision int8 bench load page}"
+only="${IHP_FIGURES_ONLY:-overlay parity eval clicks synthetic precision int8 bench load page}"
 bin=.venv/bin
 results=benchmarks/results
 data=../shared/data/ccp
@@ -32,8 +32,13 @@ if wants parity; then
 fi
 if wants eval; then
     step "held-out photos"
-    $bin/ihp-rt eval --data $data --names $val --max-clicks 20 --standard 85 50 --baselines \
+    $bin/ihp-rt eval --data $data --names $val --max-clicks 20 --standard 85 50 --baselines --click-radius 4 0 \
         --save-examples 4 --out $results/eval_ccp_val
+fi
+if wants clicks; then
+    step "click radius on the first 32 held-out photos"
+    $bin/ihp-rt eval --data $data --names $val --limit 32 --max-clicks 10 --click-radius 0 2 4 6 8 12 \
+        --out $results/eval_click_radius
 fi
 if wants synthetic; then
     step "synthetic people"
