@@ -312,8 +312,9 @@ def section_parity(ctx: Context) -> dict:
     from ihp_rt.session import Session
 
     checkpoint = _default_checkpoint()
-    sessions = {"cpu": Session.open(checkpoint, "torch", "cpu"), "fp32": Session.open(checkpoint, "torch", "cuda"),
-                "fp16": Session.open(checkpoint, "torch", "cuda", half=True)}
+    sessions = {"cpu": Session.open(checkpoint, "torch", "cpu", click_radius=0),
+                "fp32": Session.open(checkpoint, "torch", "cuda", click_radius=0),
+                "fp16": Session.open(checkpoint, "torch", "cuda", half=True, click_radius=0)}
     labels = sessions["cpu"].labels
     rng = np.random.default_rng(0)
     photo = read_image(ctx.repo / "examples" / "astronaut.jpg")

@@ -100,7 +100,7 @@ def run_arm(sweep: dict, arm: dict, runs: Path, threads: int | None) -> dict:
             checkpoint = load_checkpoint(last)
             folder = FolderDataset(cfg.data, get_label_mapping(cfg.label_mapping) if cfg.label_mapping else None)
             val = folder.subset(checkpoint.training["val_names"])
-            session = Session.open(checkpoint, backend="torch", device="cpu")
+            session = Session.open(checkpoint, backend="torch", device="cpu", click_radius=0)
             result = evaluate(session, val, sweep.get("corrections", 10), standards=(85.0, 50.0), desc=arm["name"])
             result_path.write_text(json.dumps({**result, "seconds": checkpoint.training["seconds"],
                                                "steps": checkpoint.training["step"]}, indent=1))

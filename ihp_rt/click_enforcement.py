@@ -37,6 +37,8 @@ def enforce_clicks(labels: np.ndarray, clicks: np.ndarray, radius: int) -> np.nd
     for x, y, label in np.asarray(clicks, np.int64).tolist():
         y0, y1 = max(y - radius, 0), min(y + radius + 1, height)
         x0, x1 = max(x - radius, 0), min(x + radius + 1, width)
+        if y1 <= y0 or x1 <= x0:  # the disk lies wholly outside the frame
+            continue
         window = (slice(y0 - y + radius, y1 - y + radius), slice(x0 - x + radius, x1 - x + radius))
         d = disk[window]
         win = inside[window] & (d <= best[y0:y1, x0:x1])

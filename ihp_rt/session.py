@@ -170,8 +170,14 @@ class Session:
         box, image = self._box, self._image
         if box is None or image is None:
             raise InputError("no image set: call set_image first")
-        start = time.perf_counter()
-        clicks = box.clicks_to_model(self._clicks)
-        labels = enforce_clicks(self.engine.predict(image, clicks), clicks, self.click_radius)
-        result = box.labels_to_image(labels)
-        return Prediction(result, self.clicks, self.backend.name, (time.perf_counter() - start) * 1e3)
+        return predict_mask(self.engine, box, image, self.clicks, self.click_radius)
+
+
+def predict_mask(engine: SharedBackend, box: Letterbox, image: np.ndarray, clicks: tuple[Click, ...],
+                 click_radius: int = DEFAULT_CLICK_RADIUS) -> Prediction:
+    """The mask of ``clicks`` on a pre-processed image, in image pixels: network, click disks, map back.
+    The one place a mask is made (Session and the server's tentative click lists both call it)."""
+    start = time.perf_counter()
+    model_clicks = box.clicks_to_model(list(clicks))
+    labels = enforce_clicks(engine.predict(image, model_clicks), model_clicks, click_radius)
+    return Prediction(box.labels_to_image(labels), clicks, engine.backend.name, (time.perf_counter() - start) * 1e3)

@@ -24,7 +24,7 @@ from ihp_rt.clicks import Click
 from ihp_rt.errors import IhpError
 from ihp_rt.geometry import Letterbox, prepare_image
 from ihp_rt.images import check_image, decode_image
-from ihp_rt.session import Prediction, SharedBackend
+from ihp_rt.session import Prediction, SharedBackend, predict_mask
 from ihp_rt.spec import ModelSpec
 
 
@@ -48,10 +48,7 @@ def prepare(rgb: np.ndarray, spec: ModelSpec) -> Prepared:
 def predict(engine: SharedBackend, prepared: Prepared, clicks: tuple[Click, ...]) -> Prediction:
     """The mask of ``clicks`` on ``prepared``: what :meth:`Session.predict` computes, for a
     click list the caller holds (a tentative one, not yet committed to the store)."""
-    start = time.perf_counter()
-    labels = engine.predict(prepared.image, prepared.box.clicks_to_model(list(clicks)))
-    return Prediction(prepared.box.labels_to_image(labels), clicks, engine.backend.name,
-                      (time.perf_counter() - start) * 1e3)
+    return predict_mask(engine, prepared.box, prepared.image, clicks)
 
 
 class PreparedImages:

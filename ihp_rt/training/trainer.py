@@ -116,7 +116,7 @@ def initial_weights(path: Path, spec: ModelSpec) -> torch.nn.Module:
 
 def validate(checkpoint: Checkpoint, dataset: FolderDataset, corrections: int, seed: int) -> dict:
     """Data-set mIoU (accumulated confusion) after the initial clicks and after k corrections."""
-    session = Session.open(checkpoint, backend="torch", device="cpu")
+    session = Session.open(checkpoint, backend="torch", device="cpu", click_radius=0)
     result = evaluate(session, dataset, corrections, seed=seed, progress=False)
     return {f"miou@{k}": v for k, v in enumerate(result["miou"])}
 
