@@ -48,7 +48,8 @@ class Totals:
     initial_clicks: list[int] = field(default_factory=list)
     parts: list[int] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
-    corrections_honoured: list[int] = field(default_factory=lambda: [0, 0])  # [clicked pixel right after, clicks]
+    corrections: int = 0
+    honoured: int = 0  # corrections whose clicked pixel has their label in the prediction right after
 
     def __post_init__(self) -> None:
         c = self.num_classes
@@ -89,8 +90,8 @@ def evaluate(session: Session, dataset: ParsingDataset, max_corrections: int = 2
         totals.parts.append(int(sum(1 for v in present if v != 0 and v != ignore)))
         totals.latency_ms.extend(run.latency_ms)
         for k, click in enumerate(run.clicks[run.initial_clicks:], start=1):  # rounds end once perfect
-            totals.corrections_honoured[0] += int(run.predictions[k][click.y, click.x] == click.label)
-            totals.corrections_honoured[1] += 1
+            totals.honoured += int(run.predictions[k][click.y, click.x] == click.label)
+            totals.corrections += 1
         if on_image is not None:
             on_image(index, sample, run)
     return summarize(totals, session, standards, initial)
@@ -128,8 +129,8 @@ def summarize(t: Totals, session: Session, standards: tuple[float, ...], initial
         "near_edge_miou": [mean_iou(t.edge_conf[0]), mean_iou(t.edge_conf[1])],
         "boundary_f": [boundary_f(t.boundary[0]), boundary_f(t.boundary[1])],
         "ms_per_predict": float(np.mean(t.latency_ms)) if t.latency_ms else float("nan"),
-        "corrections_honoured": t.corrections_honoured[0] / max(1, t.corrections_honoured[1]),
-        "corrections": t.corrections_honoured[1],
+        "corrections_honoured": t.honoured / max(1, t.corrections),
+        "corrections": t.corrections,
     }
 
 
