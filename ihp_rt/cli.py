@@ -134,10 +134,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
+    from ihp_rt.errors import InputError
     from ihp_rt.evaluation.examples import save_example
     from ihp_rt.evaluation.runner import evaluate, markdown, plot
     from ihp_rt.session import Session
 
+    # Checked before any model opens: a sweep over several models would otherwise fail only at
+    # the first bad radius, after minutes of evaluation.
+    bad = [r for r in args.click_radius if r < 0]
+    if bad:
+        raise InputError(f"--click-radius must be 0 or more model pixels, got {bad[0]}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     models = args.model or [None]
@@ -232,7 +238,8 @@ def _serve_config(args: argparse.Namespace):
     try:
         return ServeConfig(max_sessions=args.max_sessions, session_ttl_s=args.session_ttl,
                            max_upload_bytes=round(args.max_upload_mb * 2**20),
-                           max_session_clicks=args.max_session_clicks, cache_images=args.cache_images)
+                           max_session_clicks=args.max_session_clicks, cache_images=args.cache_images,
+                           click_radius=args.click_radius)
     except ValueError as e:
         raise IhpError(str(e)) from None
 
@@ -493,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "every worker started with it; default: in this process")
     p.add_argument("--cache-images", type=int, help="pre-processed images this worker keeps (default: "
                    "--max-sessions); a miss rebuilds one from the session store")
+    p.add_argument("--click-radius", type=int, default=DEFAULT_CLICK_RADIUS, metavar="R",
+                   help="pixels within R model pixels of a click take its label (0: the network alone; "
+                   f"default {DEFAULT_CLICK_RADIUS})")
     _stand_in_options(p)
     p.set_defaults(func=cmd_serve)
 

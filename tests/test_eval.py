@@ -150,6 +150,15 @@ def test_eval_command_writes_json_markdown_plot_and_examples(lip_folder, tiny_ch
     capsys.readouterr()
 
 
+def test_eval_refuses_negative_click_radius_before_opening_a_model(lip_folder, tmp_path, capsys) -> None:
+    out = tmp_path / "never"
+    # The model path does not exist: the radius must be refused first, and nothing written.
+    assert main(["eval", "--data", str(lip_folder), "--model", str(tmp_path / "missing.onnx"), "--out", str(out),
+                 "--click-radius", "4", "-1"]) == 2
+    assert "--click-radius must be 0 or more model pixels, got -1" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_boundary_f_and_near_edge_band_by_hand() -> None:
     from ihp_rt.evaluation.metrics import boundary_counts, boundary_f, near_edge_band
 

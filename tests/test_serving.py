@@ -292,6 +292,35 @@ def test_serve_refuses_bad_limits_in_one_line(capsys) -> None:
     assert "ihp-rt: error: max_sessions must be positive, got 0" in capsys.readouterr().err
 
 
+def test_the_click_radius_of_the_config_shapes_the_server_masks(engine, photo) -> None:
+    """`serve --click-radius` reaches every mask: each server's reply is the library session's
+    mask at the same radius, and the radii give different masks."""
+    from ihp_rt.cli import _serve_config, build_parser
+
+    clicks = [(10, 20, "hair"), (100, 70, 5), (60, 45, "face")]
+    masks = {}
+    for radius in (0, 8):
+        config = _serve_config(build_parser().parse_args(["serve", "--click-radius", str(radius)]))
+        assert config.click_radius == radius
+        client = TestClient(create_app(engine, config))
+        sid = open_session(client, photo)
+        alone = Session(engine, click_radius=radius)
+        alone.set_image(photo)
+        for x, y, label in clicks:
+            reply = client.post(f"/sessions/{sid}/clicks", json={"x": x, "y": y, "label": label})
+            alone.add_click(x, y, label)
+            masks[radius] = decode_label_rle(reply.json()["mask"])
+            assert np.array_equal(masks[radius], alone.predict().labels), (radius, x, y)
+    assert not np.array_equal(masks[0], masks[8])
+
+
+def test_serve_refuses_a_negative_click_radius(capsys) -> None:
+    from ihp_rt.cli import main
+
+    assert main(["serve", "--click-radius", "-1"]) == 2
+    assert "ihp-rt: error: click_radius must be an integer 0 or more, got -1" in capsys.readouterr().err
+
+
 class FlakyBackend:
     """The torch backend, with ``predict`` made to raise ``failure`` while it is set: a backend
     fault at a chosen moment."""

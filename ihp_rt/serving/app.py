@@ -84,7 +84,7 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
     spec = engine.backend.spec
     if store is None:  # not `store or ...`: an empty store has len() 0, so it is falsy
         store = MemoryStore(config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock)
-    sessions = Sessions(engine, store, config.max_session_clicks, config.cached_images)
+    sessions = Sessions(engine, store, config.max_session_clicks, config.cached_images, config.click_radius)
     labels = [LabelOut(id=i, name=n, color=c) for i, (n, c) in enumerate(zip(spec.labels.names, spec.labels.palette,
                                                                              strict=True))]
     app = FastAPI(title="ihp-rt", version=__version__, docs_url=None, redoc_url=None,

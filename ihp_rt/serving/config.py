@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -19,6 +21,7 @@ class ServeConfig:
     max_session_clicks: int = 500  # per session; far beyond what an annotator places on one photo
     max_ws_message_bytes: int = 4096
     cache_images: int | None = None  # pre-processed images this worker keeps; None: max_sessions
+    click_radius: int = DEFAULT_CLICK_RADIUS  # model pixels around a click that take its label; 0: the network alone
 
     def __post_init__(self) -> None:
         for name in ("max_sessions", "session_ttl_s", "max_upload_bytes", "max_session_clicks",
@@ -27,6 +30,8 @@ class ServeConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cache_images is not None and self.cache_images < 0:
             raise ValueError(f"cache_images must be 0 or more, got {self.cache_images}")
+        if not isinstance(self.click_radius, int) or self.click_radius < 0:
+            raise ValueError(f"click_radius must be an integer 0 or more, got {self.click_radius!r}")
 
     @property
     def cached_images(self) -> int:

@@ -529,7 +529,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
             url = data.get(tags.data_key) if isinstance(data, dict) else None
             if not isinstance(url, str):
                 raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
-            session = Session(engine)
+            session = Session(engine, config.click_radius)
             session.set_image(decode_image(fetch_image(url, host, config.max_upload_bytes),
                                            f"task {task.get('id')} image"))
             return session

@@ -45,10 +45,10 @@ def prepare(rgb: np.ndarray, spec: ModelSpec) -> Prepared:
     return Prepared(box, image)
 
 
-def predict(engine: SharedBackend, prepared: Prepared, clicks: tuple[Click, ...]) -> Prediction:
+def predict(engine: SharedBackend, prepared: Prepared, clicks: tuple[Click, ...], click_radius: int) -> Prediction:
     """The mask of ``clicks`` on ``prepared``: what :meth:`Session.predict` computes, for a
     click list the caller holds (a tentative one, not yet committed to the store)."""
-    return predict_mask(engine, prepared.box, prepared.image, clicks)
+    return predict_mask(engine, prepared.box, prepared.image, clicks, click_radius)
 
 
 class PreparedImages:

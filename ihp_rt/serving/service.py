@@ -51,8 +51,9 @@ def keyed_op_id(key: str, op: str, x: object, y: object, label: object) -> str:
 class Sessions:
     """Create sessions and apply operations; safe to call from many threads."""
 
-    def __init__(self, engine: SharedBackend, store: SessionStore, max_clicks: int, cache_images: int) -> None:
-        self.engine, self.store, self.max_clicks = engine, store, max_clicks
+    def __init__(self, engine: SharedBackend, store: SessionStore, max_clicks: int, cache_images: int,
+                 click_radius: int) -> None:
+        self.engine, self.store, self.max_clicks, self.click_radius = engine, store, max_clicks, click_radius
         self.labels = engine.backend.spec.labels
         self.images = PreparedImages(engine.backend.spec, cache_images)
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
@@ -86,13 +87,13 @@ class Sessions:
                 if change is None:  # undo or reset with no clicks: nothing to commit
                     return self._mask(state, prepared)
                 clicks = change.apply(state.clicks)
-                prediction = predict(self.engine, prepared, clicks)
+                prediction = predict(self.engine, prepared, clicks, self.click_radius)
                 try:
                     committed = self.store.commit(state, change, op_id)
                 except SessionConflict:
                     continue  # another worker changed the session: read it again
                 if committed.clicks != clicks:  # this op was applied before (a retried commit), and others since
-                    prediction = predict(self.engine, prepared, committed.clicks)
+                    prediction = predict(self.engine, prepared, committed.clicks, self.click_radius)
                 self._remember(committed, prediction)
                 return prediction
         raise SessionConflict(f"session {session_id!r} kept changing while this request was computed "
@@ -138,7 +139,7 @@ class Sessions:
             known = self._masks.get(state.id)
         if known is not None and known.clicks == state.clicks:
             return known
-        prediction = predict(self.engine, prepared, state.clicks)
+        prediction = predict(self.engine, prepared, state.clicks, self.click_radius)
         self._remember(state, prediction)
         return prediction
 
