@@ -9,7 +9,7 @@ import torch
 from ihp_rt.data.synthetic import write_folder_layout
 from ihp_rt.model import load_checkpoint
 from ihp_rt.training.config import TrainConfig
-from ihp_rt.training.trainer import poly_lr, split_names, train
+from ihp_rt.training.trainer import bf16_autocast, poly_lr, split_names, train
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +125,9 @@ def test_batchnorm_batches_never_shorten_a_training_epoch(synthetic_folder) -> N
 
 
 @pytest.mark.slow
-def test_pretrained_lite_run_with_branch_maps_and_bf16(synthetic_folder, tmp_path) -> None:
+def test_pretrained_lite_run_with_branch_maps_and_bf16(synthetic_folder, tmp_path, monkeypatch) -> None:
     """The new recipe's pieces run end to end: ImageNet encoder, map branch, plain CE, bfloat16."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # bfloat16 even where emulated
     run = tmp_path / "run"
     last = train(config(synthetic_folder, run, steps=6, backbone="efficientnet_lite0", pretrained=True,
                         map_entry="branch", map_scale=1 / 16, ce_weighting="plain", autocast_bf16=True,
@@ -136,6 +137,18 @@ def test_pretrained_lite_run_with_branch_maps_and_bf16(synthetic_folder, tmp_pat
     assert ckpt.spec.first_kernel == 3 and ckpt.spec.map_scale == 1 / 16
     assert all(np.isfinite(losses(run)))
     assert ckpt.model.encoder.stem.maps.weight.abs().sum() > 0  # the maps were learned from zero
+
+
+def test_bf16_autocast_falls_back_to_float32_where_the_cpu_would_emulate_it(monkeypatch) -> None:
+    """Emulated bfloat16 made a step ~10x slower than float32 on an AVX2-only EPYC: warn and keep float32."""
+    asked = TrainConfig(autocast_bf16=True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    with pytest.warns(RuntimeWarning, match="float32"):
+        assert bf16_autocast(asked) is False
+    assert bf16_autocast(TrainConfig(autocast_bf16=True, device="cuda")) is True  # GPUs have it natively
+    assert bf16_autocast(TrainConfig(autocast_bf16=False)) is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert bf16_autocast(asked) is True
 
 
 @pytest.mark.parametrize(("key", "value"), [("ce_weighting", "focal"), ("map_entry", "add"), ("strategy", "edge"),
