@@ -3,13 +3,14 @@
 The image is letterboxed into the model's ``input_size`` square: scaled so its longer side
 fits, normalised, padded at the bottom/right with zeros (the mean colour after
 normalisation). One fixed input shape per model keeps engine profiles and buffers static.
-Clicks map to the model pixel that contains the click's pixel centre; the label map comes
-back by cropping the padding and nearest-neighbour resizing at pixel centres.
+The label map comes back by cropping the padding and nearest-neighbour resizing at pixel
+centres; a click maps to the model pixel its image pixel takes its label from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -38,16 +39,30 @@ class Letterbox:
             min(self.size, max(1, round(self.width * self.scale))),
         )
 
+    @cached_property
+    def source_pixels(self) -> tuple[np.ndarray, np.ndarray]:
+        """For each image row and each image column, the model row / column its label comes from.
+
+        Read off the resize ``labels_to_image`` does rather than computed beside it: OpenCV's
+        INTER_NEAREST_EXACT is fixed-point and rounds some exact ties of
+        floor((x + 0.5) * cols / width) down (image column 80 of 115 reads model column 34 of
+        50, where the formula says 35). A click must land on the model pixel its image pixel
+        shows, or a clicked pixel can show another pixel's label.
+        """
+        rows, cols = self.inner
+
+        def along(model: int, image: int) -> np.ndarray:
+            ids = np.arange(model, dtype=np.int32)[None]
+            return cv2.resize(ids, (image, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0]
+
+        return along(rows, self.height), along(cols, self.width)
+
     def clicks_to_model(self, clicks: list[Click]) -> np.ndarray:
         """(K, 3) int32 rows of (x, y, label) in the model frame."""
-        rows, cols = self.inner
+        ys, xs = self.source_pixels
         out = np.zeros((len(clicks), 3), dtype=np.int32)
         for i, c in enumerate(clicks):
-            out[i] = (
-                min(int((c.x + 0.5) * cols / self.width), cols - 1),
-                min(int((c.y + 0.5) * rows / self.height), rows - 1),
-                c.label,
-            )
+            out[i] = (xs[min(c.x, self.width - 1)], ys[min(c.y, self.height - 1)], c.label)
         return out
 
     def labels_to_image(self, labels: np.ndarray) -> np.ndarray:

@@ -20,6 +20,19 @@ def test_clicks_map_to_the_model_pixel_holding_their_centre() -> None:
     assert up.clicks_to_model([Click(2, 3, 1)]).tolist() == [[10, 14, 1]]
 
 
+@pytest.mark.parametrize(("h", "w", "size"), [(100, 115, 50), (825, 551, 473), (333, 1001, 473), (7, 3, 473),
+                                              (640, 427, 321), (473, 473, 473)])
+def test_a_clicked_pixel_shows_the_model_pixel_its_click_lands_on(h: int, w: int, size: int) -> None:
+    """Every image pixel: the model pixel of its click is the one its label is read from (OpenCV ties too)."""
+    box = Letterbox(h, w, size)
+    ids = np.arange(size * size, dtype=np.int32).reshape(size, size)
+    shown = box.labels_to_image(ids)
+    ys, xs = np.mgrid[:h, :w]
+    clicks = [Click(int(x), int(y), 0) for x, y in zip(xs.ravel(), ys.ravel(), strict=True)]
+    model = box.clicks_to_model(clicks)
+    assert np.array_equal(ids[model[:, 1], model[:, 0]], shown.ravel())
+
+
 def test_labels_come_back_at_image_size_without_padding() -> None:
     box = Letterbox(200, 100, 50)
     labels = np.full((50, 50), 255, dtype=np.uint8)
