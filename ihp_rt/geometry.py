@@ -53,7 +53,9 @@ class Letterbox:
 
         def along(model: int, image: int) -> np.ndarray:
             ids = np.arange(model, dtype=np.int32)[None]
-            return cv2.resize(ids, (image, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0]
+            source = cv2.resize(ids, (image, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0]
+            source.setflags(write=False)  # cached and shared by every caller
+            return source
 
         return along(rows, self.height), along(cols, self.width)
 
@@ -62,7 +64,7 @@ class Letterbox:
         ys, xs = self.source_pixels
         out = np.zeros((len(clicks), 3), dtype=np.int32)
         for i, c in enumerate(clicks):
-            out[i] = (xs[min(c.x, self.width - 1)], ys[min(c.y, self.height - 1)], c.label)
+            out[i] = (xs[min(max(c.x, 0), self.width - 1)], ys[min(max(c.y, 0), self.height - 1)], c.label)
         return out
 
     def labels_to_image(self, labels: np.ndarray) -> np.ndarray:
