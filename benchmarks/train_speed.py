@@ -94,9 +94,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="recipe whose data loading is timed per batch (one thread)")
     parser.add_argument("--loader-batches", type=int, default=20, help="batches of photos timed (0: skip)")
     args = parser.parse_args(argv)
-    rows = []
+    from ihp_rt.training.config import TrainConfig
+    from ihp_rt.training.trainer import bf16_autocast
+
+    rows, skipped = [], []
+    native_bf16 = bf16_autocast(TrainConfig(autocast_bf16=True))
     for name, overrides in VARIANTS.items():
         if args.only is not None and name not in args.only:
+            continue
+        if overrides.get("autocast_bf16") and not native_bf16:
+            skipped.append(name)  # the trainer would time float32 under a bfloat16 name
             continue
         s = seconds_per_step(args.config, overrides, args.steps, args.skip)
         rows.append({"variant": name, "options": overrides, "seconds_per_step": s})
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     loader = loader_milliseconds(args.loader_config, args.loader_batches) if args.loader_batches else None
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"config": str(args.config), "steps": args.steps, "skip": args.skip, "machine": machine(), "rows": rows,
-              "loader": loader}
+              "not_run_no_native_bf16": skipped, "loader": loader}
     (args.out / "train_speed.json").write_text(json.dumps(report, indent=1))
     lines = []
     if rows:
@@ -112,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["| variant | s/step | vs first row |", "|---|---|---|"]
         lines += [f"| {r['variant']} | {r['seconds_per_step']:.2f} | {first / r['seconds_per_step']:.2f}x |"
                   for r in rows]
+    if skipped:
+        lines += ["", f"Not run, this CPU has no native bfloat16: {', '.join(skipped)}."]
     if loader:
         lines += ["", f"Data loading per batch of {loader['batch_size']} ({loader['config']}, one thread, "
                   f"{loader['photos']} photos): decoding photos and label maps "

@@ -1,6 +1,7 @@
 """A short training run on generated data: the loss goes down, checkpoints resume, logs plot."""
 
 import csv
+import warnings
 
 import numpy as np
 import pytest
@@ -139,16 +140,43 @@ def test_pretrained_lite_run_with_branch_maps_and_bf16(synthetic_folder, tmp_pat
     assert ckpt.model.encoder.stem.maps.weight.abs().sum() > 0  # the maps were learned from zero
 
 
-def test_bf16_autocast_falls_back_to_float32_where_the_cpu_would_emulate_it(monkeypatch) -> None:
+def test_bf16_autocast_falls_back_to_float32_where_the_device_would_emulate_it(monkeypatch) -> None:
     """Emulated bfloat16 made a step ~10x slower than float32 on an AVX2-only EPYC: warn and keep float32."""
     asked = TrainConfig(autocast_bf16=True)
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     with pytest.warns(RuntimeWarning, match="float32"):
         assert bf16_autocast(asked) is False
-    assert bf16_autocast(TrainConfig(autocast_bf16=True, device="cuda")) is True  # GPUs have it natively
-    assert bf16_autocast(TrainConfig(autocast_bf16=False)) is False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: including_emulation)
+    with pytest.warns(RuntimeWarning, match="cuda"):
+        assert bf16_autocast(TrainConfig(autocast_bf16=True, device="cuda")) is False  # a pre-Ampere GPU
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: True)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert bf16_autocast(asked) is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bf16_autocast(TrainConfig(autocast_bf16=True, device="cuda")) is True
+        assert bf16_autocast(asked) is True
+        assert bf16_autocast(TrainConfig(autocast_bf16=False)) is False
+        monkeypatch.setattr("platform.machine", lambda: "aarch64")  # no check there: the config stands
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        assert bf16_autocast(asked) is True
+
+
+def test_a_run_without_native_bf16_trains_in_float32_and_says_so(synthetic_folder, tmp_path, monkeypatch) -> None:
+    """The fallback reaches the training step itself, and the checkpoint records what was used."""
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    real, enabled = torch.autocast, []
+
+    def spy(*args, **kwargs):
+        enabled.append(kwargs["enabled"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    with pytest.warns(RuntimeWarning, match="float32"):
+        last = train(config(synthetic_folder, tmp_path / "run", steps=2, autocast_bf16=True), progress=False)
+    assert enabled == [False, False]
+    assert load_checkpoint(last).training["autocast_bf16_used"] is False
 
 
 @pytest.mark.parametrize(("key", "value"), [("ce_weighting", "focal"), ("map_entry", "add"), ("strategy", "edge"),

@@ -11,6 +11,7 @@ import copy
 import csv
 import dataclasses
 import math
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -104,14 +105,24 @@ def bf16_autocast(cfg: TrainConfig) -> bool:
     """Whether the run autocasts to bfloat16: asked for, and native on the device it runs on.
 
     A CPU without AVX-512 BF16 (a 2-core AMD EPYC with AVX2 only, for one) emulates bfloat16: a
-    step of the default recipe's fine-tuning took 42 s there against 4.5 s in float32. A config
-    written on a BF16 machine would crawl silently on another, so the run says so and keeps float32.
+    step of the default recipe's fine-tuning took 42 s there against 4.5 s in float32; GPUs before
+    Ampere emulate it too. A config written on a BF16 machine would crawl silently on another, so
+    the run says so and keeps float32. Only x86 CPUs and CUDA can be asked; elsewhere (ARM CPUs)
+    the config's choice stands.
     """
-    if not cfg.autocast_bf16 or torch.device(cfg.device).type != "cpu" or torch.cpu._is_avx512_bf16_supported():
-        return cfg.autocast_bf16
-    warnings.warn("autocast_bf16: this CPU has no native bfloat16 (AVX-512 BF16), where it is emulated and "
-                  "steps are many times slower; training in float32 instead", RuntimeWarning, stacklevel=2)
-    return False
+    if not cfg.autocast_bf16:
+        return False
+    kind = torch.device(cfg.device).type
+    if kind == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    elif kind == "cpu" and platform.machine().lower() in ("x86_64", "amd64"):
+        native = torch.cpu._is_avx512_bf16_supported()
+    else:
+        native = True
+    if not native:
+        warnings.warn(f"autocast_bf16: this {kind} device has no native bfloat16, where it is emulated and steps "
+                      "are many times slower; training in float32 instead", RuntimeWarning, stacklevel=2)
+    return native
 
 
 def initial_weights(path: Path, spec: ModelSpec) -> torch.nn.Module:
@@ -193,7 +204,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         torch.save({"step": step, "seconds": elapsed, "optimizer": optimizer.state_dict()}, resume.with_suffix(".tmp"))
         resume.with_suffix(".tmp").replace(resume)
         save_checkpoint(last, model, spec, {"step": step, "seconds": round(elapsed, 1), "config": cfg.to_dict(),
-                                            "train_images": len(train_names), "val_names": val_names})
+                                            "autocast_bf16_used": autocast_bf16, "train_images": len(train_names),
+                                            "val_names": val_names})
         log_file.flush()
 
     def budget_left() -> bool:
