@@ -96,7 +96,7 @@ def _stem_reference(x: np.ndarray, stem: InputStem) -> np.ndarray:
     if entry.mode == "concat":
         y = conv2d(np.concatenate([x[:3], maps]), w) * gamma[:, None, None] + beta[:, None, None]
     else:
-        gain = float(stem.maps_gain)
+        gain = float(stem.maps_gain.detach())
         y = conv2d(x[:3], w) * gamma[:, None, None] + beta[:, None, None]
         y += gain * conv2d(maps, stem.maps.weight.detach().double().numpy())
     return np.clip(y, 0, 6)  # ReLU6

@@ -23,3 +23,13 @@ def test_loader_costs_are_measured_per_batch_of_the_recipe(tmp_path) -> None:
     # A sample is decoded and then augmented, clicked and encoded: it must cost more than decoding.
     assert 0 < loader["decode_ms_per_batch"] < loader["sample_ms_per_batch"]
     assert "Data loading per batch of 2" in (out / "train_speed.md").read_text()
+
+
+def test_bfloat16_variants_are_not_timed_where_the_trainer_would_run_float32(tmp_path, monkeypatch) -> None:
+    """Without native bfloat16 the trainer falls back to float32: a 'bf16' row would time float32."""
+    monkeypatch.setattr("ihp_rt.training.trainer.bf16_autocast", lambda cfg: False)
+    out = tmp_path / "out"
+    assert main(["--only", "mbv3 bf16", "lite0 bf16", "--loader-batches", "0", "--out", str(out)]) == 0
+    report = json.loads((out / "train_speed.json").read_text())
+    assert report["rows"] == [] and report["not_run_no_native_bf16"] == ["mbv3 bf16", "lite0 bf16"]
+    assert "Not run, this CPU has no native bfloat16: mbv3 bf16, lite0 bf16." in (out / "train_speed.md").read_text()
