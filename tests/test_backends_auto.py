@@ -118,11 +118,16 @@ class OrtWithCuda:
     """onnxruntime as a CUDA build would present itself; the "CUDA" session is the CPU one over
     the same bytes, and its IOBinding records what our code binds. A pointer bound with
     device_type 'cuda' is bound as CPU memory (the CuPy stand-in's "device" memory is host
-    memory), so ONNX Runtime reads at run time whatever our code last wrote there."""
+    memory), so ONNX Runtime reads at run time whatever our code last wrote there.
 
-    def __init__(self) -> None:
+    ``cuda_loads=False`` is a CUDA build whose CUDA or cuDNN libraries fail to load: ONNX Runtime
+    then logs the failure, creates the session on its CPU provider all the same, and only the
+    session's get_providers() shows it (onnxruntime issues #13414, #17801, #23372)."""
+
+    def __init__(self, cuda_loads: bool = True) -> None:
         self.bindings: list[tuple] = []
         self.providers: list[list] = []  # the providers argument of every session
+        self.cuda_loads = cuda_loads
         self.__version__ = onnxruntime.__version__
         self.SessionOptions = onnxruntime.SessionOptions
         self.GraphOptimizationLevel = onnxruntime.GraphOptimizationLevel
@@ -132,16 +137,24 @@ class OrtWithCuda:
 
     def InferenceSession(self, source, options, providers):  # onnxruntime's name
         self.providers.append(providers)
-        assert [p if isinstance(p, str) else p[0] for p in providers] == ["CUDAExecutionProvider"]
-        return _Session(onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"]), self)
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        assert names in (["CUDAExecutionProvider"], ["CPUExecutionProvider"])
+        running = ["CPUExecutionProvider"]  # ONNX Runtime always adds its CPU provider last
+        if names == ["CUDAExecutionProvider"] and self.cuda_loads:
+            running.insert(0, "CUDAExecutionProvider")
+        return _Session(onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"]), self,
+                        running)
 
 
 class _Session:
-    def __init__(self, session, ort: OrtWithCuda) -> None:
-        self._session, self._ort = session, ort
+    def __init__(self, session, ort: OrtWithCuda, providers: list[str]) -> None:
+        self._session, self._ort, self._providers = session, ort, providers
 
     def __getattr__(self, name: str):
         return getattr(self._session, name)
+
+    def get_providers(self) -> list[str]:
+        return list(self._providers)
 
     def io_binding(self) -> _Binding:
         return _Binding(self._session.io_binding(), self._ort.bindings)
@@ -209,6 +222,35 @@ def test_ort_cuda_without_cupy_binds_host_memory_and_says_so(monkeypatch, onnx_f
     assert "copied whole to the GPU on every click" in backend.choice
     backend.set_image(rng.standard_normal((3, size, size)).astype(np.float32))
     assert backend.predict(random_clicks(rng, 3, backend.spec.num_classes, size, size)).shape == (size, size)
+
+
+def test_ort_cuda_whose_provider_fails_to_load_runs_on_cpu_and_says_so(monkeypatch, onnx_file, rng) -> None:
+    """ONNX Runtime answers a CUDA provider that fails to load (CUDA or cuDNN libraries missing)
+    by running the session on its CPU provider, logging the failure and raising nothing. The
+    backend must see it, bind no device pointer into that CPU session, run as onnxruntime-cpu
+    (with the CPU path's cut graph) and say why, both when asked by name and under `auto`."""
+    fake = OrtWithCuda(cuda_loads=False)
+    monkeypatch.setattr(ort_module, "_ort", lambda: fake)
+    use_module(monkeypatch, "cupy", make_cupy())
+    fresh_encoding_cuda(monkeypatch)
+    backend = open_backend(onnx_file, "onnxruntime", "cuda")
+    assert backend.name == "onnxruntime-cpu"
+    assert "CUDAExecutionProvider did not load" in backend.note and backend.note in backend.choice
+    assert backend._device is None and not [b for b in fake.bindings if b[:3] == ("bind_input", "input", "cuda")]
+    assert backend._stem_conv is not None  # rebuilt as a CPU backend, not a CUDA one running on CPU
+    size, spec = backend.spec.input_size, backend.spec
+    image = rng.standard_normal((3, size, size)).astype(np.float32)
+    clicks = random_clicks(rng, 5, spec.num_classes, size, size)
+    backend.set_image(image)
+    maps = encode_reference(clicks, spec.num_classes, size, size, spec.cap)
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"input": np.concatenate([image, maps])[None]})[0][0]
+    assert np.array_equal(backend.predict(clicks), expected)
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # auto: no TensorRT, ONNX Runtime offers CUDA
+    chosen = open_backend(onnx_file)
+    assert chosen.name == "onnxruntime-cpu"
+    assert "ONNX Runtime has CUDA" in chosen.choice and "CUDAExecutionProvider did not load" in chosen.choice
 
 
 def test_auto_falls_back_when_tensorrt_cannot_parse_a_graph_onnx_runtime_runs(monkeypatch, tmp_path,

@@ -9,7 +9,8 @@ On the CUDA provider that array lives in GPU memory (CuPy) and is bound by devic
 RGB channels are uploaded once per image and the CuPy kernel rewrites only the maps per click,
 on the GPU, so no click copies the ~20 MB input again (ONNX Runtime copies a host-bound input
 to the GPU on every run). Without a working CuPy it falls back to the host buffer and says so
-in ``note``.
+in ``note``. A CUDA provider that ONNX Runtime fails to load (it then runs the session on CPU
+and only logs why) is seen in the session's providers: the backend becomes the CPU one and says so.
 
 On the CPU provider the graph is cut after its first convolution (see :mod:`.stem`): set_image
 runs that convolution once with empty click maps, and each click patches its output only
@@ -136,6 +137,16 @@ class OrtBackend:
         provider_options = {"device_id": cuda[2]} if cuda else None  # CuPy's device, where the input will live
         self.session = self._session(ort, split.body_model if split else str(path), options, provider, path,
                                      provider_options)
+        if PROVIDERS[provider] not in self.session.get_providers():
+            # ONNX Runtime answers a provider that fails to load (CUDA or cuDNN libraries missing or of
+            # another version) by logging it and running the session on its CPU provider: no exception.
+            # A device pointer bound into that session would be read as host memory, so the backend is
+            # rebuilt as the CPU one it really is, and says so.
+            self.note = (f"{PROVIDERS[provider]} did not load (ONNX Runtime's log above says why, usually CUDA or "
+                         "cuDNN libraries that do not load); running on CPU")
+            provider, cuda = "cpu", None
+            split = self._split(path)
+            self.session = self._session(ort, split.body_model if split else str(path), options, provider, path)
         meta = self.session.get_modelmeta().custom_metadata_map
         if ONNX_SPEC_KEY not in meta:
             raise ModelError(f"{path} has no ihp-rt metadata; export it with `ihp-rt export`")
