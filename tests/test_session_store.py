@@ -5,6 +5,7 @@ workers -- racing on one server."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 
 from ihp_rt.clicks import Click
 from ihp_rt.serving.store import (
+    RECENT_OPS,
     Change,
     ClickLimit,
     MemoryStore,
@@ -23,9 +25,6 @@ from ihp_rt.serving.store import (
     StoreUnavailable,
 )
 from tests.conftest import Clock
-
-pytest.importorskip("redis", reason="the serve extra (redis client) is not installed")
-
 
 Factory = Callable[..., SessionStore]
 
@@ -41,6 +40,7 @@ def make_store(request, redis_url_or_none) -> Factory:
         clock = clock or Clock()
         if request.param == "memory":
             return made.setdefault("memory", MemoryStore(capacity, ttl_s, max_clicks, clock))
+        needs_redis_client()
         from ihp_rt.serving.redis_store import RedisStore
 
         return RedisStore(redis_url_or_none(), capacity, ttl_s, max_clicks, clock=clock, prefix=prefix)
@@ -54,6 +54,11 @@ def redis_url_or_none(request) -> Callable[[], str]:
     return lambda: request.getfixturevalue("redis_url")
 
 
+def needs_redis_client() -> None:
+    """Skip a Redis case (only that case: the in-process store's run without the client)."""
+    pytest.importorskip("redis", reason="the serve extra (redis client) is not installed")
+
+
 def new(store: SessionStore, data: bytes = b"image bytes") -> str:
     return store.create(data, "hash-of-" + data.decode(errors="replace"), 90, 120, "lip")
 
@@ -62,7 +67,7 @@ def test_create_get_and_each_change(make_store) -> None:
     store = make_store()
     sid = new(store, b"\x89PNG\x00\xff")
     state = store.get(sid)
-    assert (state.height, state.width, state.label_set, state.clicks, state.version) == (90, 120, "lip", (), 0)
+    assert (state.height, state.width, state.model, state.clicks, state.version) == (90, 120, "lip", (), 0)
     assert store.image(sid) == b"\x89PNG\x00\xff"  # bytes round-trip exactly
     a, b = Click(1, 2, 3), Click(4, 5, 6)
     state = store.commit(state, Change("push", a), "op1")
@@ -91,6 +96,20 @@ def test_a_stale_version_is_refused_and_a_retried_op_applied_once(make_store) ->
     assert store.get(sid) == moved
     again = store.commit(start, Change("push", Click(1, 1, 1)), "first")  # the same op, its reply lost
     assert again == moved and store.get(sid).clicks == (Click(1, 1, 1),)
+
+
+def test_a_session_remembers_its_last_recent_ops_operations(make_store) -> None:
+    store = make_store(max_clicks=RECENT_OPS + 2)
+    sid = new(store)
+    first = store.get(sid)
+    state = store.commit(first, Change("push", Click(0, 0, 1)), "op-0")
+    for i in range(1, RECENT_OPS):
+        state = store.commit(state, Change("pop" if i % 2 else "push", Click(i, i, 1)), f"op-{i}")
+    assert store.commit(first, Change("push", Click(0, 0, 1)), "op-0") == state  # still known: applied once
+    state = store.commit(state, Change("push", Click(9, 9, 1)), "one-more")
+    with pytest.raises(SessionConflict):  # op-0 forgotten: now a new operation on a stale version
+        store.commit(first, Change("push", Click(0, 0, 1)), "op-0")
+    assert store.get(sid) == state
 
 
 def test_click_limit(make_store) -> None:
@@ -178,6 +197,7 @@ def test_racing_workers_lose_no_click_and_overfill_nothing(make_store) -> None:
 
 
 def test_an_unreachable_redis_is_a_clear_503_error() -> None:
+    needs_redis_client()
     from ihp_rt.serving.redis_store import RedisStore
     from ihp_rt.serving.runner import free_port
 
@@ -186,3 +206,46 @@ def test_an_unreachable_redis_is_a_clear_503_error() -> None:
         store.get("abc")
     with pytest.raises(StoreUnavailable):
         store.ping()
+
+
+def test_an_evicting_redis_is_refused_or_loses_whole_sessions_never_their_clicks() -> None:
+    """Redis under an evicting policy (allkeys-lru, maxmemory far below the sessions held) drops
+    keys as it likes. A worker refuses it at start unless told to accept it; then a session Redis
+    touched must come back whole -- its image and every committed click -- or not at all (a 404
+    that says it may have been evicted), never with its clicks gone and its version kept, which
+    would let the next commit succeed on an empty list."""
+    needs_redis_client()
+    import numpy as np
+
+    from ihp_rt.serving.config import ServeConfig
+    from ihp_rt.serving.redis_store import EvictingRedis, connect
+    from ihp_rt.serving.runner import spawn_redis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    rng = np.random.default_rng(5)
+    config = ServeConfig(max_sessions=10_000, session_ttl_s=600, max_session_clicks=10)
+    with spawn_redis(options=["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]) as url:
+        with pytest.raises(EvictingRedis, match=r"has maxmemory-policy allkeys-lru: .* --redis-allow-eviction"):
+            connect(url, config)
+        store = connect(url, config, allow_eviction=True)
+        held: dict[str, tuple[bytes, tuple[Click, ...]]] = {}
+        lost: list[SessionNotFound] = []
+        for i in range(240):
+            image = rng.bytes(16_000)
+            sid = store.create(image, f"hash-{i}", 90, 120, "lip")
+            clicks = (Click(i % 90, 1, 1), Click(2, i % 90, 2))
+            state = store.get(sid)
+            for k, click in enumerate(clicks):
+                state = store.commit(state, Change("push", click), f"op-{i}-{k}")
+            held[sid] = (image, clicks)
+            for other, (other_image, other_clicks) in list(held.items()):
+                try:
+                    state = store.get(other)
+                    assert (state.clicks, state.version) == (other_clicks, 2), (i, other)
+                    assert store.image(other) == other_image
+                except SessionNotFound as e:
+                    lost.append(e)
+                    del held[other]
+        assert len(lost) > 20 and len(held) > 5  # Redis did evict, and kept some sessions whole
+        assert "restarted or evicted it" in str(lost[0])

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from ihp_rt.errors import BackendError
@@ -136,16 +136,18 @@ def spawn_server(args: list[str], host: str = "127.0.0.1", timeout_s: float = 12
 
 
 @contextmanager
-def spawn_redis(port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 30.0) -> Iterator[str]:
+def spawn_redis(port: int | None = None, host: str = "127.0.0.1", timeout_s: float = 30.0,
+                options: Sequence[str] = ()) -> Iterator[str]:
     """A throw-away ``redis-server`` on a loopback port, persistence off, in a temporary folder;
-    yields its URL and stops it on exit. ``port`` picks the port (to restart one in place)."""
+    yields its URL and stops it on exit. ``port`` picks the port (to restart one in place);
+    ``options`` go to redis-server after the defaults (``--maxmemory 2mb``, ...)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise BackendError("redis-server is not installed (Debian: apt-get install redis-server)")
     port = port or free_port(host)
     with tempfile.TemporaryDirectory(prefix="ihp-rt-redis-") as folder:
         process = subprocess.Popen([binary, "--bind", host, "--port", str(port), "--save", "", "--appendonly", "no",
-                                    "--dir", folder, "--protected-mode", "yes"],
+                                    "--dir", folder, "--protected-mode", "yes", *options],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout_s

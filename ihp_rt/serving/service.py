@@ -29,7 +29,7 @@ from ihp_rt.images import decode_image
 from ihp_rt.serving.prepared import Prepared, PreparedImages, image_hash, predict
 from ihp_rt.serving.store import (
     Change,
-    ForeignSession,
+    ModelMismatch,
     SessionConflict,
     SessionState,
     SessionStore,
@@ -114,8 +114,8 @@ class Sessions:
 
     def _state(self, session_id: str) -> SessionState:
         state = self.store.get(session_id)
-        if state.label_set != self.labels.name:
-            raise ForeignSession(f"session {session_id!r} was made by a worker serving label set {state.label_set!r}; "
+        if state.model != self.labels.name:
+            raise ModelMismatch(f"session {session_id!r} was made by a worker serving label set {state.model!r}; "
                                  f"this one serves {self.labels.name!r}: every worker on one store must serve "
                                  "the same model")
         return state

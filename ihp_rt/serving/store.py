@@ -59,8 +59,10 @@ class StoreUnavailable(IhpError):
     """The session store cannot be reached just now; the request may succeed if retried."""
 
 
-class ForeignSession(IhpError):
-    """The session was made by a worker serving another label set: a deployment fault."""
+class ModelMismatch(IhpError):
+    """The session was made by a worker serving another model (or click radius): during a
+    rolling update old and new workers share one store, and one session's masks must all come
+    from one model."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class SessionState:
     image_hash: str  # sha256 of the uploaded bytes: the key of every worker's caches
     height: int
     width: int
-    label_set: str
+    model: str  # the identity of the model (and click radius) that computes its masks
     clicks: tuple[Click, ...]
     version: int  # bumped by every committed change
 
@@ -102,8 +104,8 @@ class SessionStore(Protocol):
     def check_room(self) -> None:
         """Raise StoreFull now, as :meth:`create` would, before an upload is decoded for nothing."""
 
-    def create(self, image: bytes, image_hash: str, height: int, width: int, label_set: str) -> str:
-        """A new session (no clicks) holding ``image``; its id."""
+    def create(self, image: bytes, image_hash: str, height: int, width: int, model: str) -> str:
+        """A new session (no clicks) holding ``image``, its masks to be made by ``model``; its id."""
 
     def get(self, session_id: str) -> SessionState:
         """The live session, marked as just used."""
@@ -124,9 +126,9 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-def not_found(session_id: str, ttl_s: float) -> SessionNotFound:
+def not_found(session_id: str, ttl_s: float, lost: str = "lost when the session store restarted") -> SessionNotFound:
     return SessionNotFound(f"no session {session_id!r} (unknown, deleted, expired after {ttl_s:g} s idle, "
-                           "or lost when the session store restarted): upload the image again")
+                           f"or {lost}): upload the image again")
 
 
 def click_limit(limit: int) -> ClickLimit:
@@ -168,10 +170,10 @@ class MemoryStore:
         with self._lock:
             self._check_room()
 
-    def create(self, image: bytes, image_hash: str, height: int, width: int, label_set: str) -> str:
+    def create(self, image: bytes, image_hash: str, height: int, width: int, model: str) -> str:
         with self._lock:
             self._check_room()
-            state = SessionState(new_session_id(), image_hash, height, width, label_set, (), 0)
+            state = SessionState(new_session_id(), image_hash, height, width, model, (), 0)
             self._entries[state.id] = _Entry(state, image, self._clock())
             return state.id
 
