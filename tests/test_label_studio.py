@@ -29,7 +29,12 @@ from ihp_rt.errors import InputError
 from ihp_rt.images import read_image
 from ihp_rt.serving.app import create_app
 from ihp_rt.serving.brush_rle import decode_brush_rle, encode_brush_rle
-from ihp_rt.serving.label_studio import LabelStudioHost, parse_config
+from ihp_rt.serving.label_studio import LabelStudioHost
+from ihp_rt.serving.label_studio.fetch import fetch_image
+from ihp_rt.serving.label_studio.keypoints import Keypoint, merge_groups
+from ihp_rt.serving.label_studio.label_config import parse_config
+from ihp_rt.serving.label_studio.tasks import TaskSessions
+from ihp_rt.serving.label_studio.tokens import EXPIRY_MARGIN_S, AccessTokens, jwt_claims
 from ihp_rt.session import Session, SharedBackend
 
 
@@ -483,8 +488,6 @@ def test_the_click_limit_counts_every_group(backend, photo, tiny_checkpoint, fak
 
 def test_merge_groups() -> None:
     """First-seen order, whole-group replacement, relabelled keypoints moved, emptied groups dropped."""
-    from ihp_rt.serving.label_studio import Keypoint, merge_groups
-
     a1, a2 = Keypoint("a1", "hair", 1, 1, 2), Keypoint("a2", "hair", 2, 2, 0)
     b1, c1 = Keypoint("b1", "face", 3, 3, 13), Keypoint(None, "hat", 4, 4, 1)
     held = merge_groups(merge_groups(merge_groups({}, [a1, a2]), [b1]), [c1])
@@ -587,8 +590,6 @@ def test_a_personal_access_token_is_exchanged_and_sent_as_bearer(backend, jwt_ho
 
 
 def test_the_access_token_is_renewed_before_it_expires(jwt_host, photo_png) -> None:
-    from ihp_rt.serving.label_studio import EXPIRY_MARGIN_S, AccessTokens, fetch_image, jwt_claims
-
     now = [time.time()]
     host = LabelStudioHost(jwt_host.url, PAT, AccessTokens(clock=lambda: now[0]))
     assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
@@ -604,8 +605,6 @@ def test_the_access_token_is_renewed_before_it_expires(jwt_host, photo_png) -> N
 def test_a_refused_access_token_is_renewed_once(jwt_host, photo_png) -> None:
     """A kept access token refused (revoked before its exp) is renewed and the fetch retried;
     a renewed one refused too is the end of it: no loop."""
-    from ihp_rt.serving.label_studio import fetch_image
-
     host = LabelStudioHost(jwt_host.url, PAT)
     assert fetch_image("/data/upload/1/photo.png", host, 1 << 20) == photo_png
     jwt_host.valid.clear()  # Label Studio forgets it (a restart with a new signing key, say)
@@ -622,8 +621,6 @@ def test_a_refused_access_token_is_renewed_once(jwt_host, photo_png) -> None:
 
 def test_a_revoked_personal_access_token_is_a_clear_error(jwt_host) -> None:
     """A PAT Label Studio no longer knows: the exchange's 401 says so, and no image is asked for."""
-    from ihp_rt.serving.label_studio import fetch_image
-
     unknown = make_jwt({"token_type": "refresh", "exp": 8_000_000_000, "jti": "revoked"})
     with pytest.raises(InputError, match="revoked, expired"):
         fetch_image("/data/upload/1/photo.png", LabelStudioHost(jwt_host.url, unknown), 1 << 20)
@@ -653,8 +650,6 @@ def test_tokens_never_leave_the_label_studio_host(backend, jwt_host, other_host)
 def test_which_authorization_a_key_gets() -> None:
     """Legacy tokens (and anything not a JWT) go as Token; a JWT access token as Bearer, as is;
     neither is exchanged (the opener would fail if asked)."""
-    from ihp_rt.serving.label_studio import AccessTokens, jwt_claims
-
     tokens = AccessTokens()
     access = make_jwt({"token_type": "access", "exp": 8_000_000_000})
     for key, header in [("0123456789abcdef0123456789abcdef01234567", "Token 0123456789abcdef0123456789abcdef01234567"),
@@ -708,8 +703,6 @@ def any_path_host(photo_png):
     "/tasks/12/resolve/?fileuri=czM6Ly9iL2EucG5n", "/tasks/12/presign/?fileuri=x", "/projects/3/resolve/?fileuri=x",
 ])
 def test_task_images_are_fetched_from_label_studios_file_urls(any_path_host, photo_png, path) -> None:
-    from ihp_rt.serving.label_studio import fetch_image
-
     url, seen = any_path_host
     for task_url in (path, url + path):  # root-relative, as Label Studio writes them, or absolute
         assert fetch_image(task_url, LabelStudioHost(url, "secret"), 1 << 20) == photo_png
@@ -725,8 +718,6 @@ def test_task_images_are_fetched_from_label_studios_file_urls(any_path_host, pho
 def test_other_paths_of_the_label_studio_host_are_never_asked(backend, any_path_host, path) -> None:
     """/predict takes anyone's request: a task URL must not make the server GET Label Studio's
     API with its token (``/api/projects/{id}/next`` assigns the caller a task, say)."""
-    from ihp_rt.serving.label_studio import fetch_image
-
     url, seen = any_path_host
     for task_url in (path, url + path):
         with pytest.raises(InputError, match="only Label Studio's file URLs"):
@@ -769,8 +760,6 @@ def test_basic_auth_guards_every_label_studio_route(backend, fake_label_studio, 
 def test_a_task_whose_image_cannot_be_had_takes_no_place_in_the_cache(backend) -> None:
     """A failed first click (image unreachable, unreadable, ...) must leave no empty entry
     behind: it would count against the capacity and evict a task that is being annotated."""
-    from ihp_rt.serving.label_studio import TaskSessions
-
     tasks = TaskSessions(capacity=2)
     made: list[str] = []
 

@@ -302,7 +302,7 @@ def assert_regions_match(regions: list[dict], mask: np.ndarray, config_labels: s
 
 
 def config_labels() -> set[str]:
-    from ihp_rt.serving.label_studio import parse_config
+    from ihp_rt.serving.label_studio.label_config import parse_config
 
     return set(parse_config(readme_label_config()).brush_labels)
 
@@ -402,7 +402,9 @@ def test_backend_fetches_task_images_with_either_kind_of_token(label_studio, pro
                                                                personal_access_token) -> None:
     """A personal access token (exchanged, sent as Bearer, the access token kept) and a legacy
     token (sent as Token) both fetch the uploaded image; an unknown PAT is a clear error."""
-    from ihp_rt.serving.label_studio import LabelStudioHost, fetch_image, jwt_claims
+    from ihp_rt.serving.label_studio import LabelStudioHost
+    from ihp_rt.serving.label_studio.fetch import fetch_image
+    from ihp_rt.serving.label_studio.tokens import jwt_claims
 
     assert jwt_claims(personal_access_token)["token_type"] == "refresh"  # what the backend goes by
     host = LabelStudioHost(label_studio.url, personal_access_token)

@@ -1,0 +1,37 @@
+"""Which Label Studio this backend serves, and the credentials on each side of it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ihp_rt.errors import IhpError
+from ihp_rt.serving.label_studio.tokens import AccessTokens
+
+
+@dataclass(frozen=True)
+class LabelStudioHost:
+    """The Label Studio this backend serves: where task images live (LABEL_STUDIO_URL, fetched
+    with LABEL_STUDIO_API_KEY) and the basic auth it must send to ``/label-studio/*``
+    (LABEL_STUDIO_ML_BASIC_AUTH, ``USER:PASS``; None: the routes are open). From the
+    environment by default, which keeps the secrets out of ``ps``."""
+
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a repr lands in logs and tracebacks
+    tokens: AccessTokens = field(default_factory=AccessTokens, compare=False, repr=False)
+    ml_basic_auth: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        """Refuse, at start, credentials Label Studio cannot send: it sends basic auth only when
+        both user and password are set, and requests encodes them as Latin-1."""
+        if self.ml_basic_auth is None:
+            return
+        user, _, password = self.ml_basic_auth.partition(":")
+        if not (user and password and max(map(ord, self.ml_basic_auth)) < 256):
+            raise IhpError("LABEL_STUDIO_ML_BASIC_AUTH must be USER:PASS, both non-empty and Latin-1 (what Label "
+                           "Studio's ML backend settings send as Basic Auth)")
+
+    @classmethod
+    def from_environment(cls) -> LabelStudioHost:
+        return cls(os.environ.get("LABEL_STUDIO_URL") or None, os.environ.get("LABEL_STUDIO_API_KEY") or None,
+                   ml_basic_auth=os.environ.get("LABEL_STUDIO_ML_BASIC_AUTH") or None)

@@ -1,0 +1,113 @@
+"""The ML backend's routes: ``/label-studio/health``, ``/setup``, ``/webhook`` and ``/predict``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Body, Depends
+
+from ihp_rt import __version__
+from ihp_rt.errors import InputError
+from ihp_rt.images import decode_image
+from ihp_rt.serving.brush_rle import encode_brush_rle
+from ihp_rt.serving.config import ServeConfig
+from ihp_rt.serving.errors import ERRORS, ClickLimit, ErrorOut
+from ihp_rt.serving.label_studio.basic_auth import basic_auth_check
+from ihp_rt.serving.label_studio.fetch import fetch_image
+from ihp_rt.serving.label_studio.host import LabelStudioHost
+from ihp_rt.serving.label_studio.keypoints import keypoints_from_context, merge_groups
+from ihp_rt.serving.label_studio.label_config import Tags, parse_config
+from ihp_rt.serving.label_studio.tasks import TaskSessions, task_key
+from ihp_rt.session import Session, SharedBackend
+
+
+def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) -> APIRouter:
+    """The ML backend routes over the server's shared network."""
+    guarded = host.ml_basic_auth is not None
+    api = APIRouter(prefix="/label-studio", tags=["Label Studio ML backend"],
+                    responses={**ERRORS, 401: {"model": ErrorOut}} if guarded else ERRORS,
+                    dependencies=[Depends(basic_auth_check(host.ml_basic_auth))] if guarded else [])
+    labels = engine.backend.spec.labels
+    model_version = f"ihp-rt-{__version__}-{labels.name}"
+    tasks_held = TaskSessions(config.max_sessions)
+
+    @api.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "UP", "model_class": "ihp-rt"}
+
+    @api.post("/setup")
+    def setup(body: Annotated[dict | None, Body()] = None) -> dict[str, str]:
+        if body and "schema" in body:
+            parse_config(str(body["schema"]))  # a config without BrushLabels is refused now, not at the first click
+        return {"model_version": model_version}
+
+    @api.post("/webhook")
+    def webhook(body: Annotated[dict | None, Body()] = None) -> dict[str, str]:
+        return {"status": "ignored: this backend does not train"}
+
+    @api.post("/predict")
+    def predict(body: Annotated[dict, Body()]) -> dict[str, list]:
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks or not isinstance(tasks[0], dict):
+            raise InputError('predict needs "tasks": [{"id": .., "data": {..}}]')
+        params = body.get("params")
+        context = params.get("context") if isinstance(params, dict) else None
+        nothing = {"results": [{"result": [], "model_version": model_version}]}
+        if not context or (isinstance(context, dict) and context.get("result") is None):
+            return nothing  # batch pre-labelling (Label Studio sends no context): nothing to suggest
+        tags = parse_config(str(body.get("label_config", "")))
+        task = tasks[0]
+        data = task.get("data")
+        url = data.get(tags.data_key) if isinstance(data, dict) else None
+        key = task_key(body.get("project"), task, url)
+        if isinstance(context, dict) and context.get("result") == []:
+            # The last keypoint of some label was deleted (or all regions were): which label,
+            # the front end does not say, so every keypoint goes (see the package docstring).
+            tasks_held.forget_keypoints(key)
+            return nothing
+        sent, (width, height) = keypoints_from_context(context, labels, config.max_session_clicks)
+
+        def create() -> Session:
+            if not isinstance(url, str):
+                raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
+            session = Session(engine, config.click_radius)
+            session.set_image(decode_image(fetch_image(url, host, config.max_upload_bytes),
+                                           f"task {task.get('id')} image"))
+            return session
+
+        with tasks_held.hold(key, create) as entry:
+            session = entry.session
+            if session.image_size != (height, width):
+                raise InputError(f"keypoints are for a {width}x{height} image, the task image is "
+                                 f"{session.image_size[1]}x{session.image_size[0]}")
+            # Kept even when over the limit: the groups mirror the keypoints on the annotator's
+            # screen, so deleting one brings the task back under the limit with the rest in place.
+            entry.groups = merge_groups(entry.groups, sent)
+            clicks = [k for group in entry.groups.values() for k in group]
+            if len(clicks) > config.max_session_clicks:
+                raise ClickLimit(f"{len(clicks)} keypoints on this task: this server takes at most "
+                                 f"{config.max_session_clicks} clicks per image")
+            session.reset()
+            for k in clicks:
+                session.add_click(k.x, k.y, k.label)
+            mask = session.predict().labels
+        regions = []
+        for class_id, name in enumerate(labels.names):
+            if class_id and (not tags.brush_labels or name in tags.brush_labels):
+                part = mask == class_id
+                if part.any():
+                    regions.append(region(part, name, tags, width, height))
+        return {"results": [{"result": regions, "model_version": model_version}]}
+
+    return api
+
+
+def region(mask: np.ndarray, name: str, tags: Tags, width: int, height: int) -> dict:
+    """One BrushLabels result item in Label Studio's format."""
+    return {
+        "from_name": tags.brush, "to_name": tags.image, "type": "brushlabels",
+        "original_width": width, "original_height": height, "image_rotation": 0,
+        "value": {"format": "rle", "rle": encode_brush_rle(mask.astype(np.uint8) * 255), "brushlabels": [name]},
+        "readonly": False,
+    }
