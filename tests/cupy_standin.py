@@ -18,7 +18,9 @@ in ``transfers`` as (direction, bytes, stream pointer), so a test can tell which
 The one kernel (``ihp_click_maps``) is emulated with the reference encoder, after checking that
 the launch grid covers the maps and that its arrays live on the current device (CUDA launches
 on the current device, which is per thread), so the real wrapper's argument order and the
-device it is called under are exercised.
+device it is called under are exercised. ``make_cupy(nvrtc=False)`` is a CuPy whose NVRTC (the
+runtime compiler of the CUDA toolkit) does not load: like CuPy, it fails when the kernel is first
+compiled, at its first launch, with CuPy's message, while everything else works.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class _State:
         self.null = Stream(null=True)
         self.current = self.null
         self.device = 0  # the current CUDA device
+        self.nvrtc = True  # whether kernels compile
 
 
 _state = _State()
@@ -188,6 +191,9 @@ class _Kernel:
     def __call__(self, grid, block, args, *, shared_mem: int = 0) -> None:
         if self.name != "ihp_click_maps":
             raise AssertionError(f"stand-in: unknown kernel {self.name}")
+        if not _state.nvrtc:
+            raise RuntimeError("CuPy failed to load libnvrtc.so.12: OSError: libnvrtc.so.12: cannot open shared "
+                               "object file: No such file or directory")
         out, clicks, num_clicks, num_classes, height, width, cap, _reach = args
         if not (grid[0] * block[0] >= width and grid[1] * block[1] >= height and grid[2] >= num_classes):
             raise AssertionError(f"stand-in: grid {grid} x block {block} does not cover {num_classes}x{height}x{width}")
@@ -215,8 +221,9 @@ transfers: list[tuple[str, int, int]] = []
 kernels: list[tuple[int, int]] = []
 
 
-def make_cupy(device_count: int = 1, gpu: str = "NVIDIA H200", capability: tuple[int, int] = (9, 0)):
-    """A fresh stand-in module (own transfer log) for one test."""
+def make_cupy(device_count: int = 1, gpu: str = "NVIDIA H200", capability: tuple[int, int] = (9, 0),
+              nvrtc: bool = True):
+    """A fresh stand-in module (own transfer log) for one test; ``nvrtc=False``: kernels do not compile."""
     module = types.ModuleType("cupy")
     module.__spec__ = importlib.machinery.ModuleSpec("cupy", None)
     for name in ("float32", "uint8", "int32", "ndarray", "zeros", "empty", "asarray", "asnumpy", "RawModule",
@@ -227,6 +234,7 @@ def make_cupy(device_count: int = 1, gpu: str = "NVIDIA H200", capability: tuple
     transfers.clear()
     kernels.clear()
     _state.device = 0
+    _state.nvrtc = nvrtc
 
     def get_device_count() -> int:
         return device_count

@@ -87,6 +87,41 @@ def test_tensorrt_usable_needs_a_runtime_cupy_and_a_gpu(monkeypatch) -> None:
     assert _tensorrt_usable() is None
 
 
+def test_a_cupy_that_cannot_compile_the_click_kernel_is_unusable_and_auto_moves_on(monkeypatch, tmp_path,
+                                                                                   onnx_file) -> None:
+    """CuPy imports and sees the GPU, but NVRTC (the CUDA toolkit's runtime compiler) does not
+    load, so the click-map kernel cannot be compiled: every GPU path must find that out when it
+    opens, by compiling and running the kernel once, not at the first click of a user."""
+    use_module(monkeypatch, "tensorrt", make_tensorrt())
+    use_module(monkeypatch, "cupy", make_cupy(nvrtc=False))
+    fresh_encoding_cuda(monkeypatch)
+    monkeypatch.setenv("IHP_RT_CACHE", str(tmp_path / "cache"))
+    reason = ("the CUDA click-map kernel does not compile or run through CuPy: CuPy failed to load "
+              "libnvrtc.so.12: OSError: libnvrtc.so.12: cannot open shared object file")
+    assert (_tensorrt_usable() or "").startswith(reason)
+    backend = open_backend(onnx_file)
+    assert backend.name == "onnxruntime-cpu" and f"TensorRT unusable ({reason}" in backend.choice
+    with pytest.raises(BackendError, match="needs CuPy and a CUDA GPU: the CUDA click-map kernel does not compile"):
+        open_backend(onnx_file, "tensorrt")  # asked for by name: refused when opened, not at the first click
+    monkeypatch.setattr(ort_module, "_ort", OrtWithCuda)
+    cuda = open_backend(onnx_file, "onnxruntime", "cuda")
+    assert cuda._device is None and f"copied whole to the GPU on every click: {reason}" in cuda.note
+
+
+def test_a_click_kernel_that_computes_wrong_maps_is_unusable(monkeypatch) -> None:
+    """The trial run is compared with the reference encoder: a kernel that launches but writes
+    something else (a toolkit or driver that miscompiles it) fails the probe too."""
+    from ihp_rt.backends.base import cupy_with_click_kernel
+
+    from . import cupy_standin
+
+    use_module(monkeypatch, "cupy", make_cupy())
+    fresh_encoding_cuda(monkeypatch)
+    monkeypatch.setattr(cupy_standin._Kernel, "__call__", lambda self, grid, block, args: args[0].host_view().fill(0))
+    with pytest.raises(BackendError, match="computes other maps than the reference encoder"):
+        cupy_with_click_kernel()
+
+
 def test_auto_falls_back_when_tensorrt_fails_to_open_but_not_for_a_bad_model(monkeypatch, tmp_path, onnx_file,
                                                                              tiny_checkpoint) -> None:
     use_module(monkeypatch, "tensorrt", make_tensorrt(fail_build=True))

@@ -38,3 +38,10 @@ def test_cuda_kernel_writes_into_input_buffer(rng) -> None:
     encode_cuda(clicks, 20, 473, 473, out=buf[0, 3:])
     assert np.array_equal(cp.asnumpy(buf[0, 3:]), encode_reference(clicks, 20, 473, 473))
     assert bool((buf[0, :3] == -7).all())
+
+
+def test_the_kernel_trial_run_passes_on_this_gpu() -> None:
+    """The probe every GPU backend runs when it opens (NVRTC compiles, the maps match)."""
+    from ihp_rt.encoding.cuda import check_kernel
+
+    check_kernel()

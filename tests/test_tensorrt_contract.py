@@ -48,9 +48,10 @@ def exports(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
 
 
 def install(monkeypatch, tmp_path: Path, version: str = TRT11, gpu: str = "NVIDIA H200",
-            capability: tuple[int, int] = (9, 0), fail_build: bool = False):
+            capability: tuple[int, int] = (9, 0), fail_build: bool = False, device_count: int = 1):
     """Put fresh stand-ins in sys.modules (undone after the test) and an empty engine cache."""
-    trt, cp = make_tensorrt(version, fail_build), make_cupy(gpu=gpu, capability=capability)
+    trt = make_tensorrt(version, fail_build)
+    cp = make_cupy(device_count=device_count, gpu=gpu, capability=capability)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "cupy", cp)
     # ihp_rt.encoding.cuda binds `cupy` when imported: import it afresh against the stand-in,
@@ -278,6 +279,7 @@ def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_ma
     assert calls(trt, "IExecutionContext.set_input_shape") == [("IExecutionContext.set_input_shape", "input",
                                                                 (1, 23, size, size))]
     cp.transfers.clear()
+    cp.kernels.clear()  # the kernel's one trial run when the backend opened
     image = rng.standard_normal((3, size, size)).astype(np.float32)
     backend.set_image(image)
     assert cp.transfers == [("to_device", image.nbytes, backend._stream.ptr)]  # RGB: once per image
@@ -294,6 +296,24 @@ def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_ma
         assert np.array_equal(run["inputs"]["input"][0, :3], image)  # the RGB stayed on the "device"
         assert set(backend.timings) == {"encode_ms", "network_ms", "download_ms"}
     assert [s for s, _ in cp.kernels] == [backend._stream.ptr] * 3  # the maps were encoded on our stream
+
+
+def test_runner_works_on_its_own_device_from_any_thread(monkeypatch, tmp_path, exports, rng) -> None:
+    """Buffers, engine and kernel live on the device that was current when the backend opened;
+    CUDA's current device is per thread, and a server predicts from threads of its own whose
+    current device is 0, so every call makes the backend's device current (and restores the
+    caller's)."""
+    _, cp = install(monkeypatch, tmp_path, device_count=2)
+    cp.cuda.Device(1).use()
+    backend = open_backend(exports["fp32"], "tensorrt")
+    assert backend._input.device.id == backend._output.device.id == 1
+    cp.cuda.Device(0).use()  # as in another thread of a server
+    spec, size = backend.spec, backend.spec.input_size
+    image = rng.standard_normal((3, size, size)).astype(np.float32)
+    backend.set_image(image)
+    clicks = random_clicks(rng, 6, spec.num_classes, size, size)
+    assert np.array_equal(backend.predict(clicks), reference_mask(exports["fp32"], image, clicks, spec))
+    assert cp.cuda.Device().id == 0  # the caller's current device is left as it was
 
 
 def test_auto_opens_tensorrt_and_builds_fp16_from_an_fp16_export(monkeypatch, tmp_path, exports, rng) -> None:

@@ -4,10 +4,12 @@
 for by name that cannot run raises BackendError naming what is missing: never a silent
 fallback. ``auto`` chooses by what is installed and usable -- TensorRT, then ONNX Runtime CUDA,
 then ONNX Runtime CPU for an .onnx file; PyTorch (CUDA when present) for a checkpoint -- and
-records why in ``backend.choice``. "Usable" means the libraries load and a GPU answers, not only
-that the packages exist; and when TensorRT still fails to open (say, its parser rejects this
-graph or it cannot build an engine for it), ``auto`` moves on to ONNX Runtime with that reason
-recorded.
+records why in ``backend.choice``. "Usable" means the libraries load, a GPU answers and the
+click kernel compiles and runs on it, not only that the packages exist; and when TensorRT
+still fails to open (say, its parser rejects this graph or it cannot build an engine for it),
+``auto`` moves on to ONNX Runtime with that reason recorded. One fallback is ONNX Runtime's
+own: a CUDA provider whose libraries do not load runs the session on CPU; the backend then
+runs as onnxruntime-cpu and says why in ``backend.choice`` (see :mod:`.ort_backend`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ihp_rt.backends.base import Backend, cupy_with_gpu, one_line
+from ihp_rt.backends.base import Backend, cupy_with_click_kernel, one_line
 from ihp_rt.errors import BackendError, ModelError
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ CHECKPOINT_SUFFIXES = (".pt", ".pth")
 def _tensorrt_usable() -> str | None:
     """None when TensorRT can run here, else why not. The libraries are loaded, not only found:
     a tensorrt wheel whose CUDA/TensorRT libraries do not load raises OSError or RuntimeError on
-    import, and a CuPy built for another CUDA version fails on its first call."""
+    import, a CuPy built for another CUDA version fails on its first call, and one without NVRTC
+    fails to compile the click kernel, which is therefore compiled and run here."""
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt is not installed"
     try:
@@ -39,7 +42,7 @@ def _tensorrt_usable() -> str | None:
     except Exception as e:
         return f"TensorRT does not load: {one_line(e)}"
     try:
-        cupy_with_gpu()
+        cupy_with_click_kernel()
     except BackendError as e:
         return str(e)
     return None

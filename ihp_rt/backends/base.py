@@ -7,6 +7,7 @@ once, then only the clicks (model frame) on each predict.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 from typing import Protocol
 
@@ -47,6 +48,24 @@ def cupy_with_gpu() -> ModuleType:
     if count < 1:
         raise BackendError("no CUDA GPU visible to CuPy")
     return cp
+
+
+def cupy_with_click_kernel() -> tuple[ModuleType, Callable[..., object]]:
+    """The cupy module and its click encoder, the encoder compiled and run once on the current
+    device, else BackendError saying what is missing.
+
+    The probe of every path that encodes clicks on the GPU (auto's TensorRT check, the TensorRT
+    backend, ONNX Runtime's device input): CuPy imports and finds the GPU without NVRTC or the
+    CUDA toolkit, and the kernel is compiled only at its first launch, which would be a user's
+    first click."""
+    cp = cupy_with_gpu()
+    try:
+        from ihp_rt.encoding.cuda import check_kernel, encode_cuda
+
+        check_kernel()
+    except Exception as e:  # CuPy's RuntimeError or CompileException (NVRTC), a CUDA error, a wrong result
+        raise BackendError(f"the CUDA click-map kernel does not compile or run through CuPy: {one_line(e)}") from None
+    return cp, encode_cuda
 
 
 class Backend(Protocol):

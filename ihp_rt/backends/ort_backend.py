@@ -30,7 +30,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ihp_rt.backends.base import cupy_with_gpu, one_line
+from ihp_rt.backends.base import cupy_with_click_kernel, one_line
 from ihp_rt.backends.stem import SplitGraph, patch_stem, split_after_stem
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.errors import BackendError, ModelError
@@ -85,12 +85,10 @@ class _CudaInput:
         """CuPy, its click encoder and CuPy's current device, or None and why CuPy cannot be used.
         Done before the session is made, which must be told the device."""
         try:
-            cp = cupy_with_gpu()
-            from ihp_rt.encoding.cuda import encode_cuda
-
-            return (cp, encode_cuda, cp.cuda.Device().id), ""
-        except Exception as e:  # BackendError from the probe, or the kernel wrapper failing to import
-            return None, f"input bound from host memory, copied whole to the GPU on every click: {one_line(e)}"
+            cp, encode_cuda = cupy_with_click_kernel()
+        except BackendError as e:
+            return None, f"input bound from host memory, copied whole to the GPU on every click: {e}"
+        return (cp, encode_cuda, cp.cuda.Device().id), ""
 
     def bind(self, binding) -> None:
         binding.bind_input("input", "cuda", self.device_id, np.float32, tuple(self.buffer.shape),

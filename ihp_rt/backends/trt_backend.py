@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ihp_rt.backends.base import cupy_with_gpu, one_line
+from ihp_rt.backends.base import cupy_with_click_kernel, cupy_with_gpu, one_line
 from ihp_rt.backends.engine_cache import (
     EngineFile,
     EngineInfo,
@@ -239,17 +239,20 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
 
 
 class TensorRTBackend:
-    """One execution context over static CuPy buffers on a dedicated stream."""
+    """One execution context over static CuPy buffers on a dedicated stream.
+
+    Everything lives on the device that is current when the backend opens. CUDA's current device
+    is per thread and a server predicts from threads of its own (current device 0), so every call
+    makes that device current for its duration."""
 
     def __init__(self, model: str | Path) -> None:
         trt = import_tensorrt()
-        try:
-            cp = cupy_with_gpu()  # device buffers, stream and click kernel all belong to CuPy
+        try:  # device buffers, stream and click kernel all belong to CuPy; the kernel is tried here
+            cp, encode_cuda = cupy_with_click_kernel()
         except BackendError as e:
             raise BackendError(f"backend 'tensorrt' needs CuPy and a CUDA GPU: {e}") from None
-        from ihp_rt.encoding.cuda import encode_cuda
-
         self._cp, self._encode = cp, encode_cuda
+        self._device_id = cp.cuda.Device().id  # the current one, made current again in every call
         self.timings: dict[str, float] = {}
         self.note = ""  # what `backend.choice` should add: e.g. why the engine is FP32
         path = Path(model)
@@ -297,23 +300,26 @@ class TensorRTBackend:
 
     def set_image(self, image: np.ndarray) -> None:
         """Upload the RGB channels once per image; the click maps never leave the GPU."""
-        self._input[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self._stream)
+        with self._cp.cuda.Device(self._device_id):
+            self._input[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self._stream)
 
     def predict(self, clicks: np.ndarray) -> np.ndarray:
-        size, spec = self.spec.input_size, self.spec
-        events = [self._cp.cuda.Event() for _ in range(4)]  # stage timing without extra synchronisation
-        with self._stream:
-            events[0].record(self._stream)
-            self._encode(clicks, spec.num_classes, size, size, spec.cap, out=self._input[0, 3:], stream=self._stream)
-            events[1].record(self._stream)
-            if not self._context.execute_async_v3(self._stream.ptr):
-                raise BackendError("TensorRT execution failed (see the log above)")
-            events[2].record(self._stream)
-            # queued behind the engine on our stream; the one synchronize below waits for both
-            self._output.get(stream=self._stream, out=self._host_view, blocking=False)
-            events[3].record(self._stream)
-        self._stream.synchronize()
-        elapsed = self._cp.cuda.get_elapsed_time
-        self.timings = {"encode_ms": elapsed(events[0], events[1]), "network_ms": elapsed(events[1], events[2]),
-                        "download_ms": elapsed(events[2], events[3])}
-        return self._host_view[0].copy()
+        with self._cp.cuda.Device(self._device_id):
+            size, spec = self.spec.input_size, self.spec
+            events = [self._cp.cuda.Event() for _ in range(4)]  # stage timing without extra synchronisation
+            with self._stream:
+                events[0].record(self._stream)
+                self._encode(clicks, spec.num_classes, size, size, spec.cap, out=self._input[0, 3:],
+                             stream=self._stream)
+                events[1].record(self._stream)
+                if not self._context.execute_async_v3(self._stream.ptr):
+                    raise BackendError("TensorRT execution failed (see the log above)")
+                events[2].record(self._stream)
+                # queued behind the engine on our stream; the one synchronize below waits for both
+                self._output.get(stream=self._stream, out=self._host_view, blocking=False)
+                events[3].record(self._stream)
+            self._stream.synchronize()
+            elapsed = self._cp.cuda.get_elapsed_time
+            self.timings = {"encode_ms": elapsed(events[0], events[1]), "network_ms": elapsed(events[1], events[2]),
+                            "download_ms": elapsed(events[2], events[3])}
+            return self._host_view[0].copy()

@@ -12,7 +12,7 @@ from importlib import resources
 import cupy as cp
 import numpy as np
 
-from ihp_rt.encoding.reference import DEFAULT_CAP, check_clicks, reach
+from ihp_rt.encoding.reference import DEFAULT_CAP, check_clicks, encode_reference, reach
 
 _BLOCK = (32, 8, 1)
 
@@ -49,3 +49,16 @@ def encode_cuda(
              np.int32(width), np.int32(cap), np.int32(reach(cap))),
         )
     return out
+
+
+def check_kernel() -> None:
+    """Compile the kernel and run it once on the current device, against the reference.
+
+    CuPy imports and sees the GPU without NVRTC (the CUDA toolkit's runtime compiler): the kernel
+    is compiled only at its first launch. A backend calls this when it opens, so a missing NVRTC
+    or toolkit fails there (and ``auto`` moves on) instead of at a user's first click. Raises what
+    CuPy raises, or RuntimeError when the kernel computes something else than the reference."""
+    clicks = np.array([[1, 2, 0], [6, 5, 1], [3, 7, 1]], dtype=np.int32)
+    got = cp.asnumpy(encode_cuda(clicks, 2, 9, 8, cap=16))
+    if not np.array_equal(got, encode_reference(clicks, 2, 9, 8, 16)):
+        raise RuntimeError("the CUDA click-map kernel computes other maps than the reference encoder")
