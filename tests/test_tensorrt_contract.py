@@ -316,6 +316,35 @@ def test_runner_works_on_its_own_device_from_any_thread(monkeypatch, tmp_path, e
     assert cp.cuda.Device().id == 0  # the caller's current device is left as it was
 
 
+def test_a_failed_execution_is_a_broken_engine_and_the_server_answers_500(monkeypatch, tmp_path, exports) -> None:
+    """execute_async_v3 returning False is the engine's fault (bad bindings, a corrupt or
+    mismatched plan), which a retry of the same request on the same engine does not fix: the
+    server answers 500, logged as its own fault, not 503 with a Retry-After that invites clients
+    to hammer a broken engine."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from ihp_rt.serving import ServeConfig
+    from ihp_rt.serving.app import create_app
+    from ihp_rt.session import SharedBackend
+
+    install(monkeypatch, tmp_path)
+    backend = open_backend(exports["fp32"], "tensorrt")
+    client = TestClient(create_app(SharedBackend(backend), ServeConfig(max_sessions=2)), raise_server_exceptions=False)
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(photo, "PNG")
+    created = client.post("/sessions", files={"image": ("photo.png", photo.getvalue(), "image/png")})
+    assert created.status_code == 201, created.text
+    sid = created.json()["session_id"]
+    assert client.post(f"/sessions/{sid}/clicks", json={"x": 5, "y": 5, "label": 1}).status_code == 200
+    monkeypatch.setattr(backend._context, "execute_async_v3", lambda stream_handle: False)
+    failed = client.post(f"/sessions/{sid}/clicks", json={"x": 9, "y": 9, "label": 2})
+    assert failed.status_code == 500 and "retry-after" not in failed.headers
+    assert "TensorRT failed to execute" in failed.json()["detail"]
+
+
 def test_auto_opens_tensorrt_and_builds_fp16_from_an_fp16_export(monkeypatch, tmp_path, exports, rng) -> None:
     install(monkeypatch, tmp_path)
     backend = open_backend(exports["fp16"])

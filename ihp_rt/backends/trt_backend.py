@@ -15,7 +15,9 @@ Running. Device memory, the stream and the click-encoding kernel all belong to C
 library, one context). Per image the normalised RGB is uploaded once into channels 0..2 of the
 engine's input buffer; per click the CuPy kernel writes the maps straight into channels 3.. of
 that same buffer, the engine runs with ``execute_async_v3`` on our stream (arg-max inside the
-graph), and only the uint8 mask is copied back, into pinned host memory.
+graph), and only the uint8 mask is copied back, into pinned host memory. An execution that
+fails is the engine's fault, which retrying the click does not fix: ModelError (a server's 500),
+not BackendError (its 503 with Retry-After).
 
 No machine here has TensorRT: tests/test_tensorrt_contract.py checks this module's calls
 against a stand-in that follows the documented TensorRT Python API.
@@ -272,6 +274,7 @@ class TensorRTBackend:
             check_engine_bytes(info, data, path)
         self.spec = ModelSpec.from_dict(info.spec)
         self.name = f"tensorrt-{info.precision}"
+        self._path = path  # the engine, named when it fails to execute
         if from_onnx and info.precision == "fp32" and strongly_typed_only(trt):
             self.note = (f"FP32 engine: TensorRT {trt.__version__} keeps the graph's precision and {Path(model).name} "
                          "is FP32; open an FP16 export (`ihp-rt export --precision fp16`) for an FP16 engine")
@@ -312,8 +315,9 @@ class TensorRTBackend:
                 self._encode(clicks, spec.num_classes, size, size, spec.cap, out=self._input[0, 3:],
                              stream=self._stream)
                 events[1].record(self._stream)
-                if not self._context.execute_async_v3(self._stream.ptr):
-                    raise BackendError("TensorRT execution failed (see the log above)")
+                if not self._context.execute_async_v3(self._stream.ptr):  # the engine's fault: a retry fails alike
+                    raise ModelError(f"TensorRT failed to execute {self._path} (see the log above): the engine is "
+                                     "broken or does not fit this GPU; rebuild it")
                 events[2].record(self._stream)
                 # queued behind the engine on our stream; the one synchronize below waits for both
                 self._output.get(stream=self._stream, out=self._host_view, blocking=False)
