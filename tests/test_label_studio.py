@@ -10,6 +10,8 @@ import base64
 import contextlib
 import io
 import json
+import logging
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,10 +27,11 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 from fastapi.testclient import TestClient
 
 from ihp_rt.backends import open_backend
-from ihp_rt.errors import InputError
+from ihp_rt.errors import IhpError, InputError
 from ihp_rt.images import read_image
 from ihp_rt.serving.app import create_app
 from ihp_rt.serving.brush_rle import decode_brush_rle, encode_brush_rle
+from ihp_rt.serving.errors import Misconfigured
 from ihp_rt.serving.label_studio import LabelStudioHost
 from ihp_rt.serving.label_studio.fetch import fetch_image
 from ihp_rt.serving.label_studio.keypoints import Keypoint, merge_groups
@@ -151,6 +154,9 @@ def fake_label_studio(photo_png):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            if self.path in ("/data/upload/403/photo.png", "/data/upload/500/photo.png"):  # no access; a crash
+                self.send_error(int(self.path.split("/")[3]))
+                return
             if self.path != "/data/upload/1/photo.png":
                 self.send_error(404)
                 return
@@ -236,10 +242,37 @@ def test_predict_fetches_each_task_image_once_with_the_token(backend, fake_label
     assert second.status_code == 200 and fetches == ["/data/upload/1/photo.png"]  # the session was kept
     assert client.get("/ready").json()["sessions"] == 0  # tasks never take the web page's session slots
 
-    wrong_token = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "guess")))
-    refused = wrong_token.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
-                                                                          [keypoint(20, 20, "hair")], task_id=8))
-    assert refused.status_code == 400 and "answered 401" in refused.json()["detail"]
+
+
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on: connections to it are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(("where", "image", "status", "words", "cause"), [
+    (None, "/data/upload/1/photo.png", 500, "set LABEL_STUDIO_URL", "set LABEL_STUDIO_URL"),
+    ("closed", "/data/upload/1/photo.png", 503, "cannot reach Label Studio", "Connection refused"),
+    ("fake", "/data/upload/500/photo.png", 502, "Label Studio answered 500", "answered 500"),
+    ("fake-guess", "/data/upload/1/photo.png", 500, "LABEL_STUDIO_API_KEY", "answered 401"),
+    ("fake", "/data/upload/403/photo.png", 500, "LABEL_STUDIO_API_KEY", "answered 403"),
+])
+def test_upstream_faults_are_not_the_callers(backend, fake_label_studio, caplog, where, image, status, words,
+                                            cause) -> None:
+    """Label Studio down or failing (503 / 502), or this server set up wrong (LABEL_STUDIO_URL
+    unset, an API key Label Studio refuses: 500): never a 400, which would blame Label Studio's
+    request, and logged with the cause, the one place an operator learns of it."""
+    url, _ = fake_label_studio
+    host = {None: LabelStudioHost(), "closed": LabelStudioHost(closed_port_url(), "secret"),
+            "fake": LabelStudioHost(url, "secret"), "fake-guess": LabelStudioHost(url, "guess")}[where]
+    client = TestClient(create_app(backend, label_studio=host))
+    with caplog.at_level(logging.INFO, logger="ihp_rt.serve"):
+        reply = client.post("/label-studio/predict", json=predict_body(image, [keypoint(20, 20, "hair")], task_id=8))
+    assert reply.status_code == status and words in reply.json()["detail"], reply.text
+    assert ("retry-after" in reply.headers) == (status == 503)  # only a fault that may pass is worth a retry
+    faults = [r for r in caplog.records if r.name == "ihp_rt.serve" and r.levelno >= logging.ERROR]
+    assert len(faults) == 1 and cause in faults[0].getMessage() and faults[0].exc_info, faults
 
 
 @pytest.mark.parametrize(("image_url", "points", "words"), [
@@ -260,13 +293,10 @@ def test_predict_refuses_bad_requests_with_a_reason(backend, fake_label_studio, 
     assert client.get("/label-studio/health").status_code == 200
 
 
-def test_predict_without_clicks_or_host(backend, photo_png) -> None:
+def test_predict_without_clicks(backend, photo_png) -> None:
     client = TestClient(create_app(backend, label_studio=LabelStudioHost()))
     empty = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png", []))
     assert empty.json()["results"][0]["result"] == []  # batch pre-labelling request: nothing to suggest
-    unset = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
-                                                                   [keypoint(5, 5, "hair")]))
-    assert unset.status_code == 400 and "LABEL_STUDIO_URL" in unset.json()["detail"]
     assert json.loads(client.post("/label-studio/webhook", json={"action": "ANNOTATION_CREATED"}).text)["status"]
 
 
@@ -525,6 +555,7 @@ class FakeJwtHost:
         self.lifetime_s = 300  # Label Studio's default access token lifetime
         self.refuse_images = False  # refuse every access token (a user who lost access, say)
         self.refresh_redirect: str | None = None  # where to send the exchange on, if anywhere
+        self.refresh_fault: int | None = None  # a status every exchange is answered with (a crash, say)
         self.url = ""
 
 
@@ -550,6 +581,8 @@ def jwt_host(photo_png):
                 self.reply(404, b"{}")
             elif state.refresh_redirect:
                 self.reply(307, b"", Location=state.refresh_redirect)
+            elif state.refresh_fault:
+                self.reply(state.refresh_fault, b"{}")
             elif (state.refresh_bodies.append(body) or body) != {"refresh": PAT}:
                 self.reply(401, b'{"detail": "Token is invalid", "code": "token_not_valid"}')
             else:
@@ -614,7 +647,7 @@ def test_a_refused_access_token_is_renewed_once(jwt_host, photo_png) -> None:
 
     jwt_host.refuse_images = True
     jwt_host.image_auth.clear()
-    with pytest.raises(InputError, match=r"answered 401 .*LABEL_STUDIO_API_KEY"):
+    with pytest.raises(Misconfigured, match=r"answered 401 .*LABEL_STUDIO_API_KEY"):
         fetch_image("/data/upload/1/photo.png", host, 1 << 20)
     assert len(jwt_host.image_auth) == 2 and len(jwt_host.issued) == 3  # the kept one, then one renewal
 
@@ -622,9 +655,32 @@ def test_a_refused_access_token_is_renewed_once(jwt_host, photo_png) -> None:
 def test_a_revoked_personal_access_token_is_a_clear_error(jwt_host) -> None:
     """A PAT Label Studio no longer knows: the exchange's 401 says so, and no image is asked for."""
     unknown = make_jwt({"token_type": "refresh", "exp": 8_000_000_000, "jti": "revoked"})
-    with pytest.raises(InputError, match="revoked, expired"):
+    with pytest.raises(Misconfigured, match="revoked, expired"):
         fetch_image("/data/upload/1/photo.png", LabelStudioHost(jwt_host.url, unknown), 1 << 20)
     assert jwt_host.image_auth == [] and jwt_host.refresh_bodies == [{"refresh": unknown}]
+
+
+@pytest.mark.parametrize("url", ["label-studio:8080", "ftp://label-studio", "http://", "http://[::1", "https:///x"])
+def test_a_label_studio_url_nothing_could_be_fetched_from_is_refused_at_start(url) -> None:
+    with pytest.raises(IhpError, match="LABEL_STUDIO_URL must be http"):
+        LabelStudioHost(url)
+
+
+@pytest.mark.parametrize(("fault", "status", "words"), [
+    ("revoked", 500, "revoked, expired"), (500, 502, "answered 500"), (503, 502, "answered 503"),
+    ("closed", 503, "cannot reach Label Studio"),
+])
+def test_a_failed_token_exchange_is_a_server_fault(backend, jwt_host, fault, status, words) -> None:
+    """The exchange of a personal access token fails: with a key Label Studio no longer takes,
+    this server is set up wrong (500); Label Studio failing (502) or down (503) is its own fault."""
+    key = make_jwt({"token_type": "refresh", "exp": 8_000_000_000, "jti": "revoked"}) if fault == "revoked" else PAT
+    jwt_host.refresh_fault = fault if isinstance(fault, int) else None
+    host = LabelStudioHost(closed_port_url() if fault == "closed" else jwt_host.url, key)
+    client = TestClient(create_app(backend, label_studio=host))
+    reply = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
+                                                                   [keypoint(20, 20, "hair")], 46))
+    assert reply.status_code == status and words in reply.json()["detail"], reply.text
+    assert jwt_host.image_auth == []  # no image asked for without an access token
 
 
 def test_tokens_never_leave_the_label_studio_host(backend, jwt_host, other_host) -> None:

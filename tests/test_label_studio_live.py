@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ihp_rt.errors import InputError
 from tests.conftest import EXAMPLES, REPO
 
 httpx = pytest.importorskip("httpx", reason="the dev extra (httpx) is not installed")
@@ -402,6 +401,7 @@ def test_backend_fetches_task_images_with_either_kind_of_token(label_studio, pro
                                                                personal_access_token) -> None:
     """A personal access token (exchanged, sent as Bearer, the access token kept) and a legacy
     token (sent as Token) both fetch the uploaded image; an unknown PAT is a clear error."""
+    from ihp_rt.serving.errors import Misconfigured
     from ihp_rt.serving.label_studio import LabelStudioHost
     from ihp_rt.serving.label_studio.fetch import fetch_image
     from ihp_rt.serving.label_studio.tokens import jwt_claims
@@ -413,7 +413,7 @@ def test_backend_fetches_task_images_with_either_kind_of_token(label_studio, pro
     assert fetch_image(project.image_url, LabelStudioHost(label_studio.url, TOKEN), 10 << 20) == PHOTO.read_bytes()
     head, claims, signature = personal_access_token.split(".")
     forged = ".".join([head, claims, signature[::-1]])  # same claims, bad signature: Label Studio refuses it
-    with pytest.raises(InputError, match="revoked, expired"):
+    with pytest.raises(Misconfigured, match="revoked, expired"):
         fetch_image(project.image_url, LabelStudioHost(label_studio.url, forged), 10 << 20)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -11,6 +12,7 @@ from typing import IO
 from urllib.parse import urljoin
 
 from ihp_rt.errors import IhpError, InputError
+from ihp_rt.serving.errors import Misconfigured, UpstreamError, UpstreamUnavailable
 from ihp_rt.serving.label_studio.host import LabelStudioHost
 from ihp_rt.serving.label_studio.urls import is_file_url, origin
 
@@ -40,13 +42,12 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
         except (IndexError, binascii.Error):
             raise InputError("task image is a data: URI without valid base64 content") from None
     if host.url is None:
-        raise InputError(f"cannot fetch task image {url!r}: set LABEL_STUDIO_URL to the Label Studio address")
+        raise Misconfigured(f"cannot fetch task image {url!r}: set LABEL_STUDIO_URL to the Label Studio address")
     origin(url)  # urljoin raises a bare ValueError on a malformed URL
     absolute = urljoin(host.url.rstrip("/") + "/", url)
     # The whole origin, scheme included: with LABEL_STUDIO_URL on https, the same host:port
     # over http would carry the token unencrypted.
-    home = origin(host.url)
-    if origin(absolute) != home or home[0] not in ("http", "https"):
+    if origin(absolute) != origin(host.url):
         raise InputError(f"refusing to fetch {url!r}: only images on the Label Studio host {host.url} are fetched")
     if not is_file_url(absolute, host.url):
         raise InputError(f"refusing to fetch {url!r}: only Label Studio's file URLs (/data/upload/, "
@@ -69,15 +70,28 @@ def fetch_image(url: str, host: LabelStudioHost, limit: int) -> bytes:
         raise
     except urllib.error.HTTPError as e:
         e.close()
-        raise InputError(f"Label Studio answered {e.code} for the task image {absolute}"
-                         + (" (check LABEL_STUDIO_API_KEY)" if e.code in (401, 403) else "")) from None
-    except (urllib.error.URLError, TimeoutError) as e:
-        raise InputError(f"cannot fetch the task image {absolute}: {e}") from None
+        raise refusal(e.code, absolute) from e
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        raise UpstreamUnavailable(f"cannot reach Label Studio for the task image {absolute}: "
+                                  f"{getattr(e, 'reason', e)}") from e
+    except http.client.HTTPException as e:  # a reply cut short or garbled
+        raise UpstreamError(f"Label Studio's reply for the task image {absolute} is broken: {e!r}") from e
     except ValueError as e:  # http.client.InvalidURL and kin: a URL urlsplit let through
         raise InputError(f"task image URL {url!r} is not a valid URL: {e}") from None
     if len(data) > limit:
         raise InputError(f"task image {absolute} is larger than the server's limit of {limit:,} bytes")
     return data
+
+
+def refusal(code: int, url: str) -> IhpError:
+    """Label Studio's error status for a task image, as whose fault it is: a key it refuses is
+    this server's setup, a crash is Label Studio's, any other 4xx is about the task's URL."""
+    if code in (401, 403):
+        return Misconfigured(f"Label Studio answered {code} for the task image {url}: check LABEL_STUDIO_API_KEY "
+                             "(revoked, or its user cannot see the project?)")
+    if 400 <= code < 500:
+        return InputError(f"Label Studio answered {code} for the task image {url}")
+    return UpstreamError(f"Label Studio answered {code} for the task image {url}")
 
 
 def _read(opener: urllib.request.OpenerDirector, url: str, authorization: str | None, limit: int) -> bytes:

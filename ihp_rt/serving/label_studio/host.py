@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ihp_rt.errors import IhpError
 from ihp_rt.serving.label_studio.tokens import AccessTokens
@@ -22,8 +23,18 @@ class LabelStudioHost:
     ml_basic_auth: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        """Refuse, at start, credentials Label Studio cannot send: it sends basic auth only when
+        """Refuse, at start, a LABEL_STUDIO_URL no image could be fetched from (found at every
+        click otherwise), and credentials Label Studio cannot send: it sends basic auth only when
         both user and password are set, and requests encodes them as Latin-1."""
+        if self.url is not None:
+            try:
+                parts = urlsplit(self.url)
+                usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+            except ValueError:  # a bad IPv6 literal or port
+                usable = False
+            if not usable:
+                raise IhpError(f"LABEL_STUDIO_URL must be http(s)://HOST[:PORT][/PATH], where Label Studio answers; "
+                               f"got {self.url!r}")
         if self.ml_basic_auth is None:
             return
         user, _, password = self.ml_basic_auth.partition(":")

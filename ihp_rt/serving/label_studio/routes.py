@@ -25,8 +25,9 @@ from ihp_rt.session import Session, SharedBackend
 def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) -> APIRouter:
     """The ML backend routes over the server's shared network."""
     guarded = host.ml_basic_auth is not None
+    responses = {**ERRORS, 502: {"model": ErrorOut}}  # Label Studio or its storage failed
     api = APIRouter(prefix="/label-studio", tags=["Label Studio ML backend"],
-                    responses={**ERRORS, 401: {"model": ErrorOut}} if guarded else ERRORS,
+                    responses={**responses, 401: {"model": ErrorOut}} if guarded else responses,
                     dependencies=[Depends(basic_auth_check(host.ml_basic_auth))] if guarded else [])
     labels = engine.backend.spec.labels
     model_version = f"ihp-rt-{__version__}-{labels.name}"

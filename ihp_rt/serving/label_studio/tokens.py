@@ -9,6 +9,7 @@ shortly before it expires).
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import math
 import threading
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from ihp_rt.errors import IhpError, InputError
+from ihp_rt.errors import IhpError
+from ihp_rt.serving.errors import Misconfigured, UpstreamError, UpstreamUnavailable
 
 if TYPE_CHECKING:
     from ihp_rt.serving.label_studio.host import LabelStudioHost
@@ -100,19 +102,24 @@ def exchange_refresh_token(host: LabelStudioHost, refresh: str, opener: urllib.r
         raise
     except urllib.error.HTTPError as e:
         e.close()
-        raise InputError(f"Label Studio answered {e.code} when asked at {url} for an access token for "
-                         "LABEL_STUDIO_API_KEY (a personal access token)"
-                         + (": it is revoked, expired or another Label Studio's" if e.code == 401 else "")) from None
-    except (urllib.error.URLError, TimeoutError) as e:
-        raise InputError(f"cannot reach {url} to exchange LABEL_STUDIO_API_KEY for an access token: {e}") from None
+        asked = f"Label Studio answered {e.code} when asked at {url} for an access token for LABEL_STUDIO_API_KEY"
+        if e.code >= 500:
+            raise UpstreamError(asked) from e
+        raise Misconfigured(asked + (": it is revoked, expired or another Label Studio's" if e.code == 401
+                                     else " (a personal access token)")) from e
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+        raise UpstreamUnavailable(f"cannot reach Label Studio at {url} to exchange LABEL_STUDIO_API_KEY for an "
+                                  f"access token: {getattr(e, 'reason', e)}") from e
+    except http.client.HTTPException as e:
+        raise UpstreamError(f"Label Studio's reply at {url} is broken: {e!r}") from e
     except ValueError as e:
-        raise InputError(f"LABEL_STUDIO_URL {host.url!r} is not a valid URL: {e}") from None
+        raise Misconfigured(f"LABEL_STUDIO_URL {host.url!r} is not a valid URL: {e}") from e
     try:
         access = json.loads(reply).get("access") if len(reply) <= MAX_TOKEN_REPLY_BYTES else None
     except (ValueError, AttributeError):
         access = None
     if not isinstance(access, str) or not access or any(c in access for c in "\r\n"):
-        raise InputError(f"{url} did not answer with an access token: is LABEL_STUDIO_URL a Label Studio >= 1.18?")
+        raise Misconfigured(f"{url} did not answer with an access token: is LABEL_STUDIO_URL a Label Studio >= 1.18?")
     exp = (jwt_claims(access) or {}).get("exp")
     usable = isinstance(exp, (int, float)) and not isinstance(exp, bool) and math.isfinite(exp)
     return access, float(exp) if usable else None
