@@ -204,6 +204,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ihp_rt.backends import open_backend
+    from ihp_rt.serving.model_identity import model_identity
     from ihp_rt.serving.runner import serve_forever
     from ihp_rt.session import SharedBackend
 
@@ -212,12 +213,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.redis:  # shared sessions: refuse an unreachable Redis before loading a model too
         from ihp_rt.serving.redis_store import connect
 
-        store = connect(args.redis, config)
+        store = connect(args.redis, config, allow_eviction=args.redis_allow_eviction)
         print(f"sessions: shared in {store.where}")
     model = _model_arg(args.model, args.backend, args.backbone, args.label_set)
     engine = SharedBackend(open_backend(model, args.backend, args.device, args.threads, args.half))
     print(f"backend: {engine.backend.name} ({engine.backend.choice})")
-    app = create_app(engine, config, store=store)
+    app = create_app(engine, config, store=store, model_id=model_identity(engine.backend.spec, model))
+    print(f"model: {app.state.sessions.model}")
     print(f"annotation page: http://{args.host}:{args.port}/   API: http://{args.host}:{args.port}/openapi.json",
           flush=True)
     serve_forever(app, args.host, args.port)
@@ -239,7 +241,7 @@ def _serve_config(args: argparse.Namespace):
         return ServeConfig(max_sessions=args.max_sessions, session_ttl_s=args.session_ttl,
                            max_upload_bytes=round(args.max_upload_mb * 2**20),
                            max_session_clicks=args.max_session_clicks, cache_images=args.cache_images,
-                           click_radius=args.click_radius)
+                           mask_cache_bytes=round(args.cache_mb * 2**20), click_radius=args.click_radius)
     except ValueError as e:
         raise IhpError(str(e)) from None
 
@@ -491,15 +493,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, help="CPU threads for the network (default: all cores)")
     p.add_argument("--half", action="store_true", help="torch backend in FP16 (for CUDA)")
-    p.add_argument("--max-sessions", type=int, default=16, help="sessions held at once (each ~3 MB)")
+    p.add_argument("--max-sessions", type=int, default=16, help="sessions held at once (default 16; each holds "
+                   "its upload in the session store, and in a worker a pre-processed image (2.7 MB at 473 px) and its "
+                   "last mask, up to --cache-mb)")
     p.add_argument("--session-ttl", type=float, default=900.0, help="seconds before an idle session expires")
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--max-session-clicks", type=int, default=500,
                    help="clicks a session may hold (and keypoints per Label Studio request; default 500)")
     p.add_argument("--redis", metavar="URL", help="keep sessions in this Redis (redis://HOST:PORT/DB), shared by "
-                   "every worker started with it; default: in this process")
+                   "every worker started with it; default: in this process. Its maxmemory-policy must be "
+                   "noeviction")
+    p.add_argument("--redis-allow-eviction", action="store_true", help="start even if Redis may evict keys at its "
+                   "maxmemory: a session it evicts is then lost (404) in the middle of someone's work")
     p.add_argument("--cache-images", type=int, help="pre-processed images this worker keeps (default: "
                    "--max-sessions); a miss rebuilds one from the session store")
+    p.add_argument("--cache-mb", type=float, default=256.0, help="memory for the sessions' last masks this "
+                   "worker keeps (full-resolution label maps: 12 MB for a 12 MP photo; default 256); a miss "
+                   "costs one predict")
     p.add_argument("--click-radius", type=int, default=DEFAULT_CLICK_RADIUS, metavar="R",
                    help="pixels within R model pixels of a click take its label (0: the network alone; "
                    f"default {DEFAULT_CLICK_RADIUS})")

@@ -91,6 +91,7 @@ def test_health_ready_info_and_openapi(client) -> None:
     assert ready["ready"] and ready["sessions"] == 0 and ready["backend"] == "torch-cpu"
     info = client.get("/info").json()
     assert info["label_set"] == "lip" and info["limits"]["max_session_clicks"] == 4
+    assert info["model"].startswith("untrained (lip, ") and info["model"].endswith(", click radius 4")
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/health", "/ready", "/sessions", "/sessions/{session_id}/clicks", "/sessions/{session_id}/undo",
                  "/sessions/{session_id}/reset", "/sessions/{session_id}/mask.png", "/sessions/{session_id}"):
@@ -285,11 +286,39 @@ def test_rle_round_trips(height: int, width: int, classes: int, seed: int) -> No
     assert np.array_equal(decode_label_rle(json.loads(json.dumps(doc))), labels)
 
 
+def test_cached_masks_are_bounded_in_bytes_not_by_count(engine, photo) -> None:
+    """Each session's last mask (for mask.png) is a full-resolution label map, so the worker's
+    cache of them is bounded in bytes (`serve --cache-mb`): here 2.5 masks' worth holds two of
+    four sessions' masks, whatever --max-sessions allows; a mask larger than the whole bound is
+    not kept. An evicted mask costs a predict, never a wrong answer."""
+    one_mask = photo.shape[0] * photo.shape[1]  # uint8 labels
+    config = ServeConfig(max_sessions=8, max_upload_bytes=200_000, mask_cache_bytes=one_mask * 5 // 2)
+    client = TestClient(create_app(engine, config))
+    sessions = [open_session(client, photo) for _ in range(4)]
+    replies = [client.post(f"/sessions/{sid}/clicks", json={"x": 5 + 20 * i, "y": 50, "label": 2}).json()
+               for i, sid in enumerate(sessions)]
+    cached = client.app.state.sessions.masks
+    assert (len(cached), cached.held_bytes) == (2, 2 * one_mask)
+    for sid, reply in zip(sessions, replies, strict=True):  # two from the cache, two predicted again
+        png = client.get(f"/sessions/{sid}/mask.png")
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.content))), decode_label_rle(reply["mask"]))
+        assert cached.held_bytes <= config.mask_cache_bytes
+    assert client.delete(f"/sessions/{sessions[-1]}").status_code == 204
+    assert (len(cached), cached.held_bytes) == (1, one_mask)  # a deleted session's mask goes with it
+
+    small = TestClient(create_app(engine, ServeConfig(max_upload_bytes=200_000, mask_cache_bytes=one_mask - 1)))
+    sid = open_session(small, photo)
+    assert small.post(f"/sessions/{sid}/clicks", json={"x": 5, "y": 5, "label": 2}).status_code == 200
+    assert len(small.app.state.sessions.masks) == 0 and small.get(f"/sessions/{sid}/mask.png").status_code == 200
+
+
 def test_serve_refuses_bad_limits_in_one_line(capsys) -> None:
     from ihp_rt.cli import main
 
     assert main(["serve", "--max-sessions", "0"]) == 2
     assert "ihp-rt: error: max_sessions must be positive, got 0" in capsys.readouterr().err
+    assert main(["serve", "--cache-mb", "-1"]) == 2
+    assert "ihp-rt: error: mask_cache_bytes must be 0 or more" in capsys.readouterr().err
 
 
 def test_the_click_radius_of_the_config_shapes_the_server_masks(engine, photo) -> None:

@@ -140,21 +140,46 @@ def test_a_full_redis_is_a_503_to_retry_not_a_500(workers, photo, redis_url) -> 
     assert upload(a, photo).status_code == 201
 
 
-def test_a_worker_on_another_label_set_refuses_with_a_500(workers, photo, redis_url) -> None:
-    """Workers on one store must serve one model: a mismatch is a deployment fault, said so."""
+def test_a_worker_on_another_model_refuses_the_session_with_a_409(redis_url, clock, photo) -> None:
+    """A rolling update: workers of the old and the new model share one Redis. A session is
+    refused (409, saying why) by a worker whose model differs in its weights (same spec and
+    version), its label set or its click radius, and is left as it was for the workers of its
+    own model; so no session holds masks from two models."""
     from ihp_rt.labels import get_label_set
     from ihp_rt.model import Checkpoint, build_model
+    from ihp_rt.serving.model_identity import model_identity
     from ihp_rt.spec import ModelSpec
 
-    a, _ = workers
+    def worker(checkpoint: Checkpoint, click_radius: int = 4) -> TestClient:
+        config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_session_clicks=4,
+                             click_radius=click_radius)
+        store = RedisStore(redis_url, config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock,
+                           prefix)
+        return TestClient(create_app(SharedBackend(open_backend(checkpoint, "torch")), config, store=store,
+                                     model_id=model_identity(checkpoint.spec, checkpoint)))
+
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=64, model_version="v1")
+    old, twin = (Checkpoint(build_model(spec, seed=seed).eval(), spec, {}) for seed in (0, 1))
+    atr = ModelSpec(labels=get_label_set("atr"), backbone="mobilenetv3_large", input_size=64, model_version="v1")
+    a, b = worker(old), worker(old)
     sid = upload(a, photo).json()["session_id"]
-    spec = ModelSpec(labels=get_label_set("atr"), backbone="mobilenetv3_large", input_size=64)
-    other = open_backend(Checkpoint(build_model(spec, seed=0).eval(), spec, {}), "torch")
-    store = a.app.state.store
-    odd = TestClient(create_app(SharedBackend(other), store=RedisStore(
-        redis_url, 3, 60.0, 4, store._clock, store.prefix)), raise_server_exceptions=False)
-    response = odd.post(f"/sessions/{sid}/undo")
-    assert response.status_code == 500 and "same model" in response.json()["detail"]
+    first = a.post(f"/sessions/{sid}/clicks", json={"x": 10, "y": 20, "label": 2})
+    assert first.status_code == 200
+    newer = [worker(twin), worker(Checkpoint(build_model(atr, seed=0).eval(), atr, {})), worker(old, click_radius=0)]
+    assert len({w.get("/info").json()["model"] for w in [a, *newer]}) == 4
+    for other in newer:
+        for response in (other.post(f"/sessions/{sid}/clicks", json={"x": 30, "y": 40, "label": 1}),
+                         other.post(f"/sessions/{sid}/undo"), other.get(f"/sessions/{sid}/mask.png")):
+            assert response.status_code == 409, response.text
+            detail = response.json()["detail"]
+            assert "one session's masks must come from one model" in detail and "upload the image again" in detail
+            assert a.get("/info").json()["model"] in detail and other.get("/info").json()["model"] in detail
+    again = b.post(f"/sessions/{sid}/clicks", json={"x": 30, "y": 40, "label": 1})  # the old model's workers go on
+    assert again.status_code == 200 and len(again.json()["clicks"]) == 2
+    fresh = upload(newer[0], photo).json()["session_id"]  # a new session is the new model's
+    assert newer[0].post(f"/sessions/{fresh}/clicks", json={"x": 1, "y": 2, "label": 1}).status_code == 200
+    assert a.post(f"/sessions/{fresh}/undo").status_code == 409
 
 
 def test_serve_refuses_an_unreachable_redis_in_one_line(capsys) -> None:
@@ -166,3 +191,20 @@ def test_serve_refuses_an_unreachable_redis_in_one_line(capsys) -> None:
     err = capsys.readouterr().err
     assert err.startswith("ihp-rt: error: the session store (redis at 127.0.0.1:") and "cannot be reached" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_refuses_an_evicting_redis_in_one_line(redis_url, capsys) -> None:
+    """Before loading a model: at its maxmemory an evicting Redis would drop sessions in use."""
+    import redis
+
+    from ihp_rt.cli import main
+
+    server = redis.Redis.from_url(redis_url)
+    server.config_set("maxmemory-policy", "volatile-lru")  # every session key has a TTL: evictable too
+    try:
+        assert main(["serve", "--redis", redis_url]) == 2
+    finally:
+        server.config_set("maxmemory-policy", "noeviction")
+    err = capsys.readouterr().err
+    assert err.startswith("ihp-rt: error: the session store (redis at 127.0.0.1:") and len(err.splitlines()) == 1
+    assert "has maxmemory-policy volatile-lru" in err and "--redis-allow-eviction" in err

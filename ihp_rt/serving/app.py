@@ -46,6 +46,7 @@ from ihp_rt.serving.errors import ERRORS, RETRY_AFTER_S, ErrorOut, is_server_fau
 from ihp_rt.serving.label_studio import LabelStudioHost
 from ihp_rt.serving.label_studio import router as label_studio_router
 from ihp_rt.serving.masks import encode_label_rle, label_png_bytes
+from ihp_rt.serving.model_identity import model_identity
 from ihp_rt.serving.schemas import (
     MAX_KEY_LENGTH,
     ClickIn,
@@ -72,19 +73,21 @@ log = logging.getLogger("ihp_rt.serve")
 
 def create_app(engine: SharedBackend, config: ServeConfig | None = None,
                clock: Callable[[], float] = time.monotonic, label_studio: LabelStudioHost | None = None,
-               store: SessionStore | None = None) -> FastAPI:
+               store: SessionStore | None = None, model_id: str | None = None) -> FastAPI:
     """The application; ``clock`` is injectable so tests can expire sessions without waiting.
 
     ``store`` holds the sessions: by default this process's own (:class:`MemoryStore`), or a
     :class:`~ihp_rt.serving.redis_store.RedisStore` shared by any number of workers.
     ``label_studio`` says where the Label Studio ML backend (``/label-studio``) fetches task
-    images from; by default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY.
+    images from; by default LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY. ``model_id`` names the model
+    served, which every session records (a worker on another model refuses it): by default
+    derived from the spec alone; ``ihp-rt serve`` passes one with the model file's hash.
     """
     config = config or ServeConfig()
     spec = engine.backend.spec
     if store is None:  # not `store or ...`: an empty store has len() 0, so it is falsy
         store = MemoryStore(config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock)
-    sessions = Sessions(engine, store, config.max_session_clicks, config.cached_images, config.click_radius)
+    sessions = Sessions(engine, store, config, model_id or model_identity(spec))
     labels = [LabelOut(id=i, name=n, color=c) for i, (n, c) in enumerate(zip(spec.labels.names, spec.labels.palette,
                                                                              strict=True))]
     app = FastAPI(title="ihp-rt", version=__version__, docs_url=None, redoc_url=None,
@@ -141,8 +144,8 @@ def create_app(engine: SharedBackend, config: ServeConfig | None = None,
 
     @app.get("/info")
     def info() -> InfoOut:
-        return InfoOut(version=__version__, backend=engine.backend.name, label_set=spec.labels.name, labels=labels,
-                       input_size=spec.input_size,
+        return InfoOut(version=__version__, backend=engine.backend.name, model=sessions.model,
+                       label_set=spec.labels.name, labels=labels, input_size=spec.input_size,
                        limits={"max_sessions": config.max_sessions, "session_ttl_s": config.session_ttl_s,
                                "max_upload_bytes": config.max_upload_bytes,
                                "max_session_clicks": config.max_session_clicks})

@@ -21,6 +21,9 @@ class ServeConfig:
     max_session_clicks: int = 500  # per session; far beyond what an annotator places on one photo
     max_ws_message_bytes: int = 4096
     cache_images: int | None = None  # pre-processed images this worker keeps; None: max_sessions
+    # Each session's last mask, a full-resolution label map (12 MB for a 12 MP photo, 40 MB at the
+    # pixel limit), kept by this worker up to this many bytes: a miss costs one predict.
+    mask_cache_bytes: int = 256 * 2**20
     click_radius: int = DEFAULT_CLICK_RADIUS  # model pixels around a click that take its label; 0: the network alone
 
     def __post_init__(self) -> None:
@@ -30,6 +33,8 @@ class ServeConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cache_images is not None and self.cache_images < 0:
             raise ValueError(f"cache_images must be 0 or more, got {self.cache_images}")
+        if self.mask_cache_bytes < 0:
+            raise ValueError(f"mask_cache_bytes must be 0 or more, got {self.mask_cache_bytes}")
         if not isinstance(self.click_radius, int) or self.click_radius < 0:
             raise ValueError(f"click_radius must be an integer 0 or more, got {self.click_radius!r}")
 

@@ -40,6 +40,8 @@ class LabelOut(BaseModel):
 class InfoOut(BaseModel):
     version: str
     backend: str
+    model: str = Field(description="what every session made here records: the model's version, label set, a "
+                                   "digest of its weights, and the click radius")
     label_set: str
     labels: list[LabelOut]
     input_size: int

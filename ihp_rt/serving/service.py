@@ -20,12 +20,13 @@ import json
 import secrets
 import threading
 import zlib
-from collections import OrderedDict
 from typing import Literal
 
 from ihp_rt.clicks import Click, make_click
 from ihp_rt.errors import InputError
 from ihp_rt.images import decode_image
+from ihp_rt.serving.config import ServeConfig
+from ihp_rt.serving.mask_cache import MaskCache
 from ihp_rt.serving.prepared import Prepared, PreparedImages, image_hash, predict
 from ihp_rt.serving.store import (
     Change,
@@ -49,16 +50,20 @@ def keyed_op_id(key: str, op: str, x: object, y: object, label: object) -> str:
 
 
 class Sessions:
-    """Create sessions and apply operations; safe to call from many threads."""
+    """Create sessions and apply operations; safe to call from many threads.
 
-    def __init__(self, engine: SharedBackend, store: SessionStore, max_clicks: int, cache_images: int,
-                 click_radius: int) -> None:
-        self.engine, self.store, self.max_clicks, self.click_radius = engine, store, max_clicks, click_radius
+    ``model_id`` names the model served (:func:`~ihp_rt.serving.model_identity.model_identity`);
+    with the click radius it is what every session made here records, and what a session must
+    record to be served here."""
+
+    def __init__(self, engine: SharedBackend, store: SessionStore, config: ServeConfig, model_id: str) -> None:
+        self.engine, self.store = engine, store
+        self.max_clicks, self.click_radius = config.max_session_clicks, config.click_radius
+        self.model = f"{model_id}, click radius {config.click_radius}"
         self.labels = engine.backend.spec.labels
-        self.images = PreparedImages(engine.backend.spec, cache_images)
+        self.images = PreparedImages(engine.backend.spec, config.cached_images)
+        self.masks = MaskCache(config.mask_cache_bytes)  # id -> its last mask, for mask.png
         self._locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self._masks: OrderedDict[str, Prediction] = OrderedDict()  # id -> its last mask, for mask.png
-        self._masks_lock = threading.Lock()
 
     def create(self, data: bytes, name: str) -> SessionState:
         """Decode and pre-process an upload (refused before it takes a slot), then store it."""
@@ -66,8 +71,8 @@ class Sessions:
         rgb = decode_image(data, f"upload {name!r}")
         key = image_hash(data)
         self.images.put(key, rgb)
-        session_id = self.store.create(data, key, rgb.shape[0], rgb.shape[1], self.labels.name)
-        return SessionState(session_id, key, rgb.shape[0], rgb.shape[1], self.labels.name, (), 0)
+        session_id = self.store.create(data, key, rgb.shape[0], rgb.shape[1], self.model)
+        return SessionState(session_id, key, rgb.shape[0], rgb.shape[1], self.model, (), 0)
 
     def apply(self, session_id: str, op: Literal["click", "undo", "reset"], x: object = None, y: object = None,
               label: int | str | None = None, key: str | None = None) -> Prediction:
@@ -94,7 +99,7 @@ class Sessions:
                     continue  # another worker changed the session: read it again
                 if committed.clicks != clicks:  # this op was applied before (a retried commit), and others since
                     prediction = predict(self.engine, prepared, committed.clicks, self.click_radius)
-                self._remember(committed, prediction)
+                self.masks.put(committed.id, prediction)
                 return prediction
         raise SessionConflict(f"session {session_id!r} kept changing while this request was computed "
                               f"({ATTEMPTS} tries); send one request at a time per session")
@@ -108,16 +113,18 @@ class Sessions:
 
     def delete(self, session_id: str) -> None:
         self.store.remove(session_id)
+        self.masks.discard(session_id)
 
     def _lock(self, session_id: str) -> threading.Lock:
         return self._locks[zlib.crc32(session_id.encode()) % LOCK_STRIPES]
 
     def _state(self, session_id: str) -> SessionState:
         state = self.store.get(session_id)
-        if state.model != self.labels.name:
-            raise ModelMismatch(f"session {session_id!r} was made by a worker serving label set {state.model!r}; "
-                                 f"this one serves {self.labels.name!r}: every worker on one store must serve "
-                                 "the same model")
+        if state.model != self.model:
+            raise ModelMismatch(f"session {session_id!r} was made by a worker serving model {state.model}; this "
+                                f"worker serves {self.model}, and one session's masks must come from one model: "
+                                "upload the image again for a session on this model (during a rolling update), "
+                                "or give every worker on one session store the same model and --click-radius")
         return state
 
     def _prepared(self, state: SessionState) -> Prepared:
@@ -135,17 +142,9 @@ class Sessions:
         return Change("pop" if op == "undo" else "clear")
 
     def _mask(self, state: SessionState, prepared: Prepared) -> Prediction:
-        with self._masks_lock:
-            known = self._masks.get(state.id)
+        known = self.masks.get(state.id)
         if known is not None and known.clicks == state.clicks:
             return known
         prediction = predict(self.engine, prepared, state.clicks, self.click_radius)
-        self._remember(state, prediction)
+        self.masks.put(state.id, prediction)
         return prediction
-
-    def _remember(self, state: SessionState, prediction: Prediction) -> None:
-        with self._masks_lock:
-            self._masks[state.id] = prediction
-            self._masks.move_to_end(state.id)
-            while len(self._masks) > self.images.capacity:
-                self._masks.popitem(last=False)

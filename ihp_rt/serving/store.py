@@ -59,10 +59,11 @@ class StoreUnavailable(IhpError):
     """The session store cannot be reached just now; the request may succeed if retried."""
 
 
-class ModelMismatch(IhpError):
+class ModelMismatch(SessionConflict):
     """The session was made by a worker serving another model (or click radius): during a
     rolling update old and new workers share one store, and one session's masks must all come
-    from one model."""
+    from one model. A conflict (409) like the other: the request is sound, the session's state
+    refuses it here."""
 
 
 @dataclass(frozen=True)
