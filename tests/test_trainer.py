@@ -25,6 +25,12 @@ def config(data, out, steps: int, **changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+def load_folder(data):
+    from ihp_rt.data.folder import FolderDataset
+
+    return FolderDataset(data)
+
+
 def losses(run) -> list[float]:
     with (run / "log.csv").open() as f:
         return [float(r["loss"]) for r in csv.DictReader(f)]
@@ -210,6 +216,34 @@ def test_init_from_refuses_a_missing_file_or_another_model(synthetic_folder, tmp
     other = train(config(synthetic_folder, tmp_path / "b", steps=1, backbone="resnet18"), progress=False)
     with pytest.raises(InputError, match="another configuration"):
         train(config(synthetic_folder, tmp_path / "c", steps=1, init_from=str(other)), progress=False)
+
+
+def test_init_from_refuses_a_base_that_held_out_other_photos(synthetic_folder, tmp_path) -> None:
+    """Fine-tuning must not train on the photos the base model was validated on (nor validate on
+    photos the base trained on): a base whose held-out names differ from this run's split is
+    refused, naming the photos, unless the run says init_from_other_split; a base that records no
+    held-out names cannot be checked and is refused alike."""
+    from ihp_rt.errors import InputError
+    from ihp_rt.model import save_checkpoint
+    from ihp_rt.training.trainer import split_names
+
+    base = train(config(synthetic_folder, tmp_path / "base", steps=1), progress=False)
+    base_val = load_checkpoint(base).training["val_names"]
+    train_names, val_names = split_names(load_folder(synthetic_folder), 2, seed=1)
+    assert set(base_val) & set(train_names)  # seed 1 would train on photos the base held out
+    with pytest.raises(InputError, match="held out other photos") as refused:
+        train(config(synthetic_folder, tmp_path / "tuned", steps=1, seed=1, init_from=str(base)), progress=False)
+    assert all(name in str(refused.value) for name in set(base_val) - set(val_names))
+    assert "init_from_other_split" in str(refused.value) and not (tmp_path / "tuned" / "last.pt").exists()
+    allowed = train(config(synthetic_folder, tmp_path / "tuned", steps=1, seed=1, init_from=str(base),
+                           init_from_other_split=True), progress=False)
+    assert load_checkpoint(allowed).training["val_names"] == val_names
+
+    unrecorded = tmp_path / "unrecorded.pt"
+    checkpoint = load_checkpoint(base)
+    save_checkpoint(unrecorded, checkpoint.model, checkpoint.spec, {"step": 1})
+    with pytest.raises(InputError, match="records no held-out photos"):
+        train(config(synthetic_folder, tmp_path / "u", steps=1, init_from=str(unrecorded)), progress=False)
 
 
 @pytest.mark.parametrize(("key", "value"), [("error_clicks_p", 1.5), ("error_clicks_max", -1)])

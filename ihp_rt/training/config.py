@@ -22,6 +22,7 @@ class TrainConfig:
     backbone: str = "mobilenetv3_large"
     pretrained: bool = False  # start the encoder from its ImageNet weights (EfficientNet-Lite only)
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning: new optimiser and schedule)
+    init_from_other_split: bool = False  # allow an init_from that held out other photos than this run (see trainer)
     map_entry: str = "concat"  # how the click maps enter: concat (the paper) | branch (ihp_rt/model/input_stem.py)
     map_scale: float = 1.0  # the network sees maps * map_scale (1: raw 0..255 units)
     input_size: int = 473

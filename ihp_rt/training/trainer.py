@@ -75,8 +75,10 @@ def make_loaders(samples: torch.utils.data.Dataset, cfg: TrainConfig, step: int)
     return loader, bn_loader
 
 
-def restore(out: Path, spec: ModelSpec, cfg: TrainConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float]:
-    """(model, optimizer, step, seconds) of the run in ``out``, or a fresh start.
+def restore(out: Path, spec: ModelSpec, cfg: TrainConfig,
+            val_names: list[str]) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float]:
+    """(model, optimizer, step, seconds) of the run in ``out``, or a fresh start (``val_names``:
+    this run's held-out photos, which an ``init_from`` base must have held out too).
 
     The model is moved to ``cfg.device`` before the optimizer exists, so its saved state is
     loaded onto the parameters' device (a run interrupted on the CPU resumes on a GPU and back).
@@ -93,7 +95,7 @@ def restore(out: Path, spec: ModelSpec, cfg: TrainConfig) -> tuple[torch.nn.Modu
         print(f"resuming {out} at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
         return model, optimizer, state["step"], state["seconds"]
     if cfg.init_from:
-        model = initial_weights(Path(cfg.init_from), spec).train()
+        model = initial_weights(Path(cfg.init_from), spec, val_names, cfg.init_from_other_split).train()
     else:
         model = build_model(spec, seed=cfg.seed, pretrained=cfg.pretrained).train()
     # channels-last makes the CPU (oneDNN) convolutions about 20 % faster here, and suits GPUs too.
@@ -125,11 +127,17 @@ def bf16_autocast(cfg: TrainConfig) -> bool:
     return native
 
 
-def initial_weights(path: Path, spec: ModelSpec) -> torch.nn.Module:
+def initial_weights(path: Path, spec: ModelSpec, val_names: list[str], other_split: bool = False) -> torch.nn.Module:
     """The network of checkpoint ``path``, to fine-tune into a model of ``spec``.
 
     Only the version name may differ: another label set, backbone or map entry would load
     weights that mean something else, so it is refused rather than half-loaded.
+
+    The base must have held out the photos this run holds out (``val_names``): with another
+    split, fine-tuning trains on photos the base was validated on, and this run's validation
+    scores photos the base trained on, both silently. Such a base (or one that records no
+    held-out names, which cannot be checked) is refused unless ``other_split`` says the run
+    knows.
     """
     if not path.is_file():
         raise InputError(f"init_from: no checkpoint at {path}")
@@ -137,6 +145,18 @@ def initial_weights(path: Path, spec: ModelSpec) -> torch.nn.Module:
     if dataclasses.replace(checkpoint.spec, model_version=spec.model_version) != spec:
         raise InputError(f"init_from: {path} is a {checkpoint.spec.backbone} model of another configuration "
                          f"(labels, backbone, input size or map entry differ from this run's)")
+    base_val = checkpoint.training.get("val_names")
+    if not other_split and base_val is None:
+        raise InputError(f"init_from: {path} records no held-out photos, so this run cannot check that it does not "
+                         "train on photos the base was validated on; set init_from_other_split: true to start from "
+                         "it anyway")
+    if not other_split and set(base_val) != set(val_names):
+        not_held = sorted(set(base_val) - set(val_names))
+        raise InputError(f"init_from: {path} held out other photos than this run: {len(not_held)} it held out are "
+                         f"not held out here ({', '.join(not_held[:8])}{', ...' if len(not_held) > 8 else ''}) and "
+                         f"{len(set(val_names) - set(base_val))} held out here were not held out by it. Use the "
+                         "base's data, val_count and seed, or set init_from_other_split: true to fine-tune anyway "
+                         "(the validation is then not of held-out photos)")
     return checkpoint.model
 
 
@@ -186,7 +206,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     spec = default_spec(folder.label_set, cfg.backbone, input_size=cfg.input_size, model_version=cfg.model_version,
                         map_entry=cfg.map_entry, map_scale=cfg.map_scale)
     last, resume = out / "last.pt", out / "resume.pt"
-    model, optimizer, step, elapsed = restore(out, spec, cfg)
+    model, optimizer, step, elapsed = restore(out, spec, cfg, val_names)
 
     samples = ClickTrainingSet(folder.subset(train_names), spec, Augment(cfg.crop, cfg.scale, cfg.flip),
                                cfg.strategy, cfg.extra_clicks, cfg.d_margin, cfg.seed)
