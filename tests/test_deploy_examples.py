@@ -130,6 +130,21 @@ def kubernetes_bytes(size: str) -> int:
     return int(number) * {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}[unit]
 
 
+WORKER_PROCESS_BYTES = 512 * 2**20  # Python, the runtime and the model: a started `serve` held 483 MiB
+UPLOAD_PEAK_BYTES = 600 * 2**20  # decoding a 40-megapixel upload raised that process's peak by 540 MiB
+
+
+def worker_memory_bytes(config) -> int:
+    """What a worker may hold: the process, its pre-processed images (3 float32 channels at the
+    shipped model's input size), its cached masks (--cache-mb) and one upload being decoded."""
+    from ihp_rt.backends import open_backend
+    from ihp_rt.zoo import default_onnx_path
+
+    size = open_backend(default_onnx_path(), "onnxruntime", threads=1).spec.input_size
+    return WORKER_PROCESS_BYTES + config.cached_images * 3 * size * size * 4 + config.mask_cache_bytes + \
+        UPLOAD_PEAK_BYTES
+
+
 def test_the_kubernetes_example_matches_the_command_line_and_routes() -> None:
     yaml = pytest.importorskip("yaml")
     from ihp_rt.cli import _serve_config, build_parser
@@ -155,6 +170,8 @@ def test_the_kubernetes_example_matches_the_command_line_and_routes() -> None:
     assert options["--maxmemory-policy"] == "noeviction"
     assert redis_bytes(options["--maxmemory"]) >= config.max_sessions * config.max_upload_bytes * 1.05
     assert kubernetes_bytes(redis["resources"]["limits"]["memory"]) > redis_bytes(options["--maxmemory"]) * 1.2
+    # and each worker's limit holds its caches at their fullest on top of the process and one upload
+    assert kubernetes_bytes(worker["resources"]["limits"]["memory"]) >= worker_memory_bytes(config)
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     command = json.loads(dockerfile.split("CMD ", 1)[1].splitlines()[0])
     assert build_parser().parse_args(command).func.__name__ == "cmd_serve"
@@ -186,6 +203,9 @@ def test_the_kubernetes_example_sends_label_studio_to_one_pod() -> None:
     assert args.port == container["ports"][0]["containerPort"] == service["spec"]["ports"][0]["targetPort"]
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": args.port}
-    assert {e["name"] for e in container["env"]} == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY",
-                                                     "LABEL_STUDIO_ML_BASIC_AUTH"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env.keys() == {"LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ML_BASIC_AUTH"}
+    # Basic auth is optional: a Secret without that key must not keep the pod from starting
+    assert env["LABEL_STUDIO_ML_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert "secretKeyRef" in env["LABEL_STUDIO_API_KEY"]["valueFrom"]
     assert f"http://{service['metadata']['name']}/label-studio" in text  # what to give Label Studio
