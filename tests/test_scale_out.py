@@ -5,6 +5,9 @@ real ``redis-server`` (persistence off).
   killed with SIGKILL in the middle of the sessions and the rest goes to the other. Every
   mask must equal the one a single in-process server gives for the same requests, with no
   5xx and no session lost.
+- A worker killed while it computes a click: the client resends the click, with its
+  Idempotency-Key, to the other worker (and once more): it is applied once, with the mask a
+  single server gives.
 - Redis restarted (its sessions gone with it): 503 while it is down, then a clear 404 for a
   lost session, never a 500; new sessions work at once.
 
@@ -18,6 +21,7 @@ import io
 import json
 import shutil
 import signal
+import threading
 import time
 
 import numpy as np
@@ -116,6 +120,50 @@ def test_two_workers_one_killed_mid_session_lose_nothing(reference) -> None:
         logs = a.log()
     statuses = [json.loads(line)["status"] for line in logs.splitlines() if line.startswith('{"event": "request"')]
     assert statuses and max(statuses) < 500
+
+
+def test_a_click_in_flight_on_a_killed_worker_is_applied_once_when_resent_to_the_other(reference) -> None:
+    """b reads the session for a click (seen on Redis's MONITOR), and is killed with SIGKILL
+    while it computes the mask, before it answers: the client's request fails. The client sends
+    it again, with the same Idempotency-Key, to a (what a load balancer does with a retry), and
+    once more as if that reply were lost too: the session holds the click once, and both
+    replies carry the mask a single server gives for the session's clicks."""
+    import redis
+
+    data = photos()[0]
+    first, second = {"x": 200, "y": 120, "label": 2}, {"x": 260, "y": 300, "label": 5}
+    with spawn_redis() as redis_url, spawn_servers([*WORKER_ARGS, "--redis", redis_url], 2) as (a, b):
+        sid = httpx.post(a.url + "/sessions", files={"image": ("p", data)}, timeout=60).json()["session_id"]
+        ref_sid = reference.post("/sessions", files={"image": ("p", data)}).json()["session_id"]
+        assert send(a.url, sid, "clicks", first).status_code == send(reference, ref_sid, "clicks", first).status_code
+        key = {"Idempotency-Key": "second-click"}
+        outcome: list[httpx.Response | httpx.TransportError] = []
+
+        def post_to_b() -> None:
+            try:
+                outcome.append(httpx.post(f"{b.url}/sessions/{sid}/clicks", json=second, headers=key, timeout=60))
+            except httpx.TransportError as e:
+                outcome.append(e)
+
+        with redis.Redis.from_url(redis_url, socket_timeout=60).monitor() as monitor:
+            in_flight = threading.Thread(target=post_to_b)
+            in_flight.start()
+            for command in monitor.listen():
+                if sid in command["command"]:  # b has read the session: it is computing the mask now
+                    b.process.send_signal(signal.SIGKILL)
+                    break
+        in_flight.join(60)
+        b.process.wait(30)
+        assert len(outcome) == 1 and isinstance(outcome[0], httpx.TransportError), outcome  # b never answered
+
+        retried = httpx.post(f"{a.url}/sessions/{sid}/clicks", json=second, headers=key, timeout=60)
+        again = httpx.post(f"{a.url}/sessions/{sid}/clicks", json=second, headers=key, timeout=60)
+        expected = send(reference, ref_sid, "clicks", second).json()
+        for reply in (retried, again):
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["clicks"] == expected["clicks"] and len(expected["clicks"]) == 2
+            assert reply.json()["mask"] == expected["mask"]
+        assert httpx.get(f"{a.url}/sessions/{sid}/clicks").json() == reference.get(f"/sessions/{ref_sid}/clicks").json()
 
 
 def test_a_restarted_redis_gives_clear_404s_not_500s() -> None:
