@@ -1,20 +1,20 @@
 """The Label Studio ML backend: its brush RLE bit for bit, and /predict on requests in Label
 Studio's documented format, with task images from a data: URI and from stand-in Label Studio
 hosts on loopback that check the API token: a legacy one, and one that takes only personal
-access tokens (JWT refresh tokens) exchanged for Bearer access tokens. Keypoints are sent the
-way Label Studio's front end sends them: only the clicked keypoint's label group each time."""
+access tokens (JWT refresh tokens) exchanged for Bearer access tokens. Cloud storage files come
+from an https stand-in for a bucket that Label Studio's resolve/ redirects to (its CA made and
+trusted by tests/tls_loopback.py). Keypoints are sent the way Label Studio's front end sends
+them: only the clicked keypoint's label group each time."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import logging
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -31,7 +31,7 @@ from ihp_rt.errors import IhpError, InputError
 from ihp_rt.images import read_image
 from ihp_rt.serving.app import create_app
 from ihp_rt.serving.brush_rle import decode_brush_rle, encode_brush_rle
-from ihp_rt.serving.errors import Misconfigured
+from ihp_rt.serving.errors import Misconfigured, UpstreamError
 from ihp_rt.serving.label_studio import LabelStudioHost
 from ihp_rt.serving.label_studio.fetch import fetch_image
 from ihp_rt.serving.label_studio.keypoints import Keypoint, merge_groups
@@ -39,20 +39,7 @@ from ihp_rt.serving.label_studio.label_config import parse_config
 from ihp_rt.serving.label_studio.tasks import TaskSessions
 from ihp_rt.serving.label_studio.tokens import EXPIRY_MARGIN_S, AccessTokens, jwt_claims
 from ihp_rt.session import Session, SharedBackend
-
-
-@contextlib.contextmanager
-def loopback_server(handler: type[BaseHTTPRequestHandler]):
-    """Serve ``handler`` on a free loopback port; yields its base URL, stops and joins on exit."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from tests.tls_loopback import Certificates, loopback_server, make_certificates
 
 
 def label_config(names: tuple[str, ...] = ("hair", "upper-clothes", "face")) -> str:
@@ -139,20 +126,81 @@ def photo_png(photo) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def fake_label_studio(photo_png):
-    """A loopback stand-in for Label Studio's file server: needs the token, counts fetches."""
+def certificates(tmp_path_factory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def trusted(certificates, monkeypatch) -> None:
+    """This process trusts the test CA, the way an operator trusts a private one: SSL_CERT_FILE."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificates.ca))
+
+
+def redirect(handler: BaseHTTPRequestHandler, code: int, location: str) -> None:
+    handler.send_response(code)
+    handler.send_header("Location", location)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+@pytest.fixture(scope="module")
+def bucket(photo_png, certificates):
+    """An https stand-in for a cloud bucket behind presigned URLs: it serves
+    ``/ihp-bucket/photo.png`` to any request whose URL is signed (X-Amz-Signature: the URL is the
+    credential) and records each GET's path and Authorization header. ``/loop`` redirects to
+    itself, ``/away?to=URL`` to URL."""
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            path, _, query = self.path.partition("?")
+            if path == "/loop":
+                redirect(self, 302, "/loop")
+            elif path == "/away":
+                redirect(self, 307, unquote(query.split("=", 1)[1]))
+            elif path == "/ihp-bucket/photo.png" and "X-Amz-Signature=" in query:
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(photo_png)))
+                self.end_headers()
+                self.wfile.write(photo_png)
+            else:
+                self.send_error(403)  # S3's AccessDenied for an unsigned or unknown key
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with loopback_server(Handler, certificates) as url:
+        yield url, seen
+
+
+def fileuri(uri: str) -> str:
+    """A storage URI as Label Studio's resolve/ takes it (fileuri=, URL-safe base64)."""
+    return base64.urlsafe_b64encode(uri.encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def fake_label_studio(photo_png, bucket):
+    """A loopback stand-in for Label Studio's file server: needs the token, records the files
+    and storage URIs asked for. Its resolve/ answers a URI of the bucket (any storage scheme)
+    as Label Studio does for a storage with presigned URLs: 303 to a signed https URL."""
     fetches: list[str] = []
+    bucket_url, _ = bucket
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.headers.get("Authorization") != "Token secret":
                 self.send_error(401)
                 return
-            if self.path.startswith("/tasks/1/resolve/?to="):  # a storage's presigned URL: a redirect
-                self.send_response(302)
-                self.send_header("Location", unquote(self.path.split("=", 1)[1]))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+            if self.path.startswith("/tasks/1/resolve/?to="):  # a redirect to anywhere, for the tests
+                redirect(self, 302, unquote(self.path.split("=", 1)[1]))
+                return
+            path, _, query = self.path.partition("?")
+            if path.endswith("/resolve/") and query.startswith("fileuri="):
+                fetches.append(self.path)
+                key = base64.urlsafe_b64decode(query[len("fileuri="):]).decode().split("://ihp-bucket/", 1)[1]
+                redirect(self, 303, f"{bucket_url}/ihp-bucket/{key}?X-Amz-Expires=60&X-Amz-Signature=0ff1ce")
                 return
             if self.path in ("/data/upload/403/photo.png", "/data/upload/500/photo.png"):  # no access; a crash
                 self.send_error(int(self.path.split("/")[3]))
@@ -357,19 +405,112 @@ def other_host(photo_png):
         yield url, seen
 
 
-def test_redirects_never_leave_the_label_studio_host(backend, fake_label_studio, other_host) -> None:
-    """The API token must not follow a redirect to another host, and the host allow-list must
-    hold for redirect targets too; a redirect within the host is followed, token and all."""
+def test_a_redirect_off_the_label_studio_host_goes_only_to_https_and_without_the_token(
+        backend, fake_label_studio, bucket, other_host, trusted) -> None:
+    """Label Studio's resolve/ redirects to where a cloud storage serves the file: followed to
+    https, without the API token (a presigned URL is its own credential, and the token is for
+    Label Studio alone); a redirect to plain http is refused before that host is asked; a
+    redirect within the host is followed, token and all."""
     url, _ = fake_label_studio
+    bucket_url, bucket_seen = bucket
     elsewhere, seen = other_host
+    bucket_seen.clear()
     client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
-    away = client.post("/label-studio/predict", json=predict_body(
-        "/tasks/1/resolve/?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], task_id=21))
-    assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
+
+    def ask(target: str, task_id: int):
+        return client.post("/label-studio/predict", json=predict_body(
+            "/tasks/1/resolve/?to=" + quote(target), [keypoint(20, 20, "hair")], task_id=task_id))
+
+    away = ask(elsewhere + "/steal.png", 21)
+    assert away.status_code == 502 and "only https" in away.json()["detail"], away.text
     assert seen == []  # not asked at all, so certainly not given the token
-    within = client.post("/label-studio/predict", json=predict_body(
-        "/tasks/1/resolve/?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], task_id=22))
-    assert within.status_code == 200, within.text
+    signed = ask(bucket_url + "/ihp-bucket/photo.png?X-Amz-Signature=5", 22)
+    assert signed.status_code == 200, signed.text
+    assert bucket_seen == [("/ihp-bucket/photo.png?X-Amz-Signature=5", None)]  # asked once, without the token
+    assert ask("/data/upload/1/photo.png", 23).status_code == 200
+
+
+@pytest.mark.parametrize("uri", ["s3://ihp-bucket/photo.png", "gs://ihp-bucket/photo.png",
+                                 "azure-blob://ihp-bucket/photo.png"])
+def test_a_cloud_storage_task_is_resolved_through_label_studio(backend, fake_label_studio, bucket, trusted, photo,
+                                                               uri) -> None:
+    """A task imported from cloud storage holds the storage URI (Label Studio resolves it only
+    for its own front end): the backend asks Label Studio's /tasks/<id>/resolve/ for it, with
+    the token, and follows its redirect to the presigned URL, without it."""
+    url, fetches = fake_label_studio
+    _, bucket_seen = bucket
+    bucket_seen.clear()
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    names = backend.backend.spec.labels.names
+    points = [keypoint(20, 20, "hair"), keypoint(60, 70, "face")]
+    reply = client.post("/label-studio/predict", json={**predict_body(uri, points, task_id=24),
+                                                       "label_config": label_config(names)})
+    assert np.array_equal(painted(reply, names), session_labels(backend, photo, [(20, 16, "hair"), (60, 56, "face")]))
+    assert fetches[-1] == "/tasks/24/resolve/?fileuri=" + fileuri(uri)
+    assert bucket_seen == [("/ihp-bucket/photo.png?X-Amz-Expires=60&X-Amz-Signature=0ff1ce", None)]
+    no_id = predict_body(uri, points)
+    del no_id["tasks"][0]["id"]
+    refused = client.post("/label-studio/predict", json=no_id)
+    assert refused.status_code == 400 and "needs the task's id" in refused.json()["detail"], refused.text
+
+
+def test_redirects_are_followed_within_limits(fake_label_studio, bucket, other_host, trusted, photo_png,
+                                              monkeypatch) -> None:
+    """Every hop of a redirect chain is held to the same rules: the size limit applies to what
+    the last one serves, a loop ends after MAX_REDIRECTS hops, a hop off the host must be https
+    even after an https one, the token never goes to a path of the host that is not a file
+    URL, and a certificate nobody vouches for fails like any bad gateway."""
+    from ihp_rt.serving.label_studio.fetch import MAX_REDIRECTS
+
+    url, _ = fake_label_studio
+    bucket_url, bucket_seen = bucket
+    elsewhere, seen = other_host
+    host = LabelStudioHost(url, "secret")
+
+    def via(target: str) -> str:
+        return "/tasks/1/resolve/?to=" + quote(target)
+
+    with pytest.raises(InputError, match="larger than the server's limit of 1,000 bytes"):
+        fetch_image("s3://ihp-bucket/photo.png", host, 1000, task_id=1)
+    bucket_seen.clear()
+    with pytest.raises(UpstreamError, match=f"more than {MAX_REDIRECTS} redirects"):
+        fetch_image(via(bucket_url + "/loop"), host, 1 << 20)
+    assert bucket_seen == [("/loop", None)] * MAX_REDIRECTS
+    with pytest.raises(UpstreamError, match="only https"):
+        fetch_image(via(bucket_url + "/away?to=" + quote(elsewhere + "/a.png")), host, 1 << 20)
+    assert seen == []
+    with pytest.raises(UpstreamError, match="not one of its file URLs"):
+        fetch_image(via("/api/projects/1/next"), host, 1 << 20)
+    with pytest.raises(UpstreamError, match="answered 403"):  # S3's AccessDenied: not the API key's fault
+        fetch_image(via(bucket_url + "/ihp-bucket/photo.png"), host, 1 << 20)
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(UpstreamError, match=r"certificate verify failed.*SSL_CERT_FILE"):
+        fetch_image("s3://ihp-bucket/photo.png", host, 1 << 20, task_id=1)
+
+
+def test_a_storage_cannot_send_the_token_back_to_label_studio(certificates, bucket, trusted) -> None:
+    """Once a redirect chain has left the Label Studio host it never carries the token again,
+    even back to that host: whoever controls a storage's redirects cannot make this server call
+    Label Studio (https here, so the hop back is allowed at all) with the token."""
+    bucket_url, _ = bucket
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            if self.path.startswith("/tasks/1/resolve/?to=") and self.headers.get("Authorization") == "Token secret":
+                redirect(self, 302, unquote(self.path.split("=", 1)[1]))
+            else:
+                self.send_error(401)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with loopback_server(Handler, certificates) as url:
+        start = "/tasks/1/resolve/?to=" + quote(bucket_url + "/away?to=" + quote(url + "/data/upload/1/photo.png"))
+        with pytest.raises(UpstreamError, match="answered 401"):
+            fetch_image(start, LabelStudioHost(url, "secret"), 1 << 20)
+    assert seen == [(start, "Token secret"), ("/data/upload/1/photo.png", None)]
 
 
 @pytest.mark.parametrize("image_url", ["http://[bad", "http://[::1", "https://[x]:99999/a.png"])
@@ -683,21 +824,29 @@ def test_a_failed_token_exchange_is_a_server_fault(backend, jwt_host, fault, sta
     assert jwt_host.image_auth == []  # no image asked for without an access token
 
 
-def test_tokens_never_leave_the_label_studio_host(backend, jwt_host, other_host) -> None:
-    """A redirect of the exchange or of an image to another host is refused before that host is
-    contacted: neither the PAT (the exchange's body) nor an access token reaches it."""
+def test_tokens_never_leave_the_label_studio_host(backend, jwt_host, other_host, bucket, trusted) -> None:
+    """A redirected exchange is not followed (this server is set up with the wrong URL), and an
+    image's redirect to another host is followed only to https, without the token: neither the
+    PAT (the exchange's body) nor an access token reaches another host."""
     elsewhere, seen = other_host
+    bucket_url, bucket_seen = bucket
+    bucket_seen.clear()
     jwt_host.refresh_redirect = elsewhere + "/api/token/refresh/"
     client = TestClient(create_app(backend, label_studio=LabelStudioHost(jwt_host.url, PAT)))
     away = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
                                                                   [keypoint(20, 20, "hair")], 43))
-    assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
+    assert away.status_code == 500 and "a redirect to" in away.json()["detail"], away.text
     jwt_host.refresh_redirect = None
     away = client.post("/label-studio/predict", json=predict_body(
         "/tasks/1/resolve/?to=" + quote(elsewhere + "/steal.png"), [keypoint(20, 20, "hair")], 44))
-    assert away.status_code == 400 and "redirect" in away.json()["detail"], away.text
+    assert away.status_code == 502 and "only https" in away.json()["detail"], away.text
     assert jwt_host.image_auth == [f"Bearer {jwt_host.issued[0]}"]  # the redirect came with a valid token
     assert seen == []
+    signed = client.post("/label-studio/predict", json=predict_body(
+        "/tasks/1/resolve/?to=" + quote(bucket_url + "/ihp-bucket/photo.png?X-Amz-Signature=7"),
+        [keypoint(20, 20, "hair")], 47))
+    assert signed.status_code == 200, signed.text
+    assert bucket_seen == [("/ihp-bucket/photo.png?X-Amz-Signature=7", None)]
     within = client.post("/label-studio/predict", json=predict_body(
         "/tasks/1/resolve/?to=" + quote("/data/upload/1/photo.png"), [keypoint(20, 20, "hair")], 45))
     assert within.status_code == 200, within.text

@@ -73,7 +73,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
             if not isinstance(url, str):
                 raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
             session = Session(engine, config.click_radius)
-            session.set_image(decode_image(fetch_image(url, host, config.max_upload_bytes),
+            session.set_image(decode_image(fetch_image(url, host, config.max_upload_bytes, task.get("id")),
                                            f"task {task.get('id')} image"))
             return session
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # be answered, and the two hosts' clocks may disagree a little.
 EXPIRY_MARGIN_S = 30.0
 MAX_TOKEN_REPLY_BYTES = 64 << 10  # /api/token/refresh/ answers a few hundred bytes
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def jwt_claims(token: str) -> dict | None:
@@ -91,7 +92,7 @@ def exchange_refresh_token(host: LabelStudioHost, refresh: str, opener: urllib.r
                            ) -> tuple[str, float | None]:
     """A personal access token's access token, from the Label Studio host's
     ``/api/token/refresh/``, and when it expires (its exp, Unix time; None if it has none).
-    ``opener`` refuses redirects off the host, so the token stays there."""
+    ``opener`` follows no redirect, so the key stays on the host."""
     url = urljoin(host.url.rstrip("/") + "/", "api/token/refresh/")  # relative: Label Studio may sit under a path
     request = urllib.request.Request(url, data=json.dumps({"refresh": refresh}).encode(), method="POST",
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
@@ -105,6 +106,9 @@ def exchange_refresh_token(host: LabelStudioHost, refresh: str, opener: urllib.r
         asked = f"Label Studio answered {e.code} when asked at {url} for an access token for LABEL_STUDIO_API_KEY"
         if e.code >= 500:
             raise UpstreamError(asked) from e
+        if e.code in REDIRECTS:  # the key goes to LABEL_STUDIO_URL alone, never where a redirect points
+            raise Misconfigured(f"{asked}: a redirect to {e.headers.get('Location')}, not followed; set "
+                                "LABEL_STUDIO_URL to where Label Studio answers") from e
         raise Misconfigured(asked + (": it is revoked, expired or another Label Studio's" if e.code == 401
                                      else " (a personal access token)")) from e
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
