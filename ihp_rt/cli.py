@@ -276,7 +276,7 @@ def _slug(text: str) -> str:
 def _eval_dataset(args: argparse.Namespace, model_labels):
     from ihp_rt.data.layouts import dataset_for_labels
 
-    data = dataset_for_labels(args.data, model_labels, args.split)
+    data = dataset_for_labels(args.data, model_labels, args.split, args.label_map)
     if args.names:
         names = [n.strip() for n in Path(args.names).read_text().splitlines() if n.strip()]
         data = data.subset(names)
@@ -444,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mIoU (%%) an image must reach; several give several Add./Avg. columns (default 85)")
     p.add_argument("--max-clicks", type=int, default=20, help="correction clicks per image (default 20)")
     p.add_argument("--split", help="split of a benchmark layout (LIP/CIHP/PPP: val, Helen: test by default)")
+    p.add_argument("--label-map", metavar="NAME", help="built-in label mapping (ihp_rt/label_maps.json) that reads "
+                   "the data's classes in the model's, e.g. cihp_to_ccp_coarse; default: the one that knows every "
+                   "class the data's manifest names")
     p.add_argument("--names", help="file of image names (one per line) to evaluate, e.g. a held-out split")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--baselines", action="store_true", help="also run the RGB-only initialisation baseline")

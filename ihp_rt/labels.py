@@ -100,6 +100,15 @@ class LabelSet:
         )
 
 
+UNUSED_NAME = "unused-{}"  # the name of an id a data set's manifest leaves out (no pixel should carry it)
+
+
+def class_key(name: str) -> str:
+    """A class name as data sets spell it variously -- 'UpperClothes', 'upper-clothes',
+    'Upper_Clothes' -- reduced to one key, so label sets are matched by name, not by id."""
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def voc_palette(n: int) -> tuple[tuple[int, int, int], ...]:
     """The PASCAL VOC colour map (bit-interleaved ids), used for label sets read from manifests."""
     out = []
@@ -152,15 +161,42 @@ class LabelMapping:
     """A merge of one label set into another as a 256-entry lookup table.
 
     Source classes the merge does not list map to ``ignore`` (and so does ``ignore`` itself).
+    Data need not number its classes as ``source`` does: :meth:`lut_for` reads the merge by the
+    data's class names.
     """
 
     name: str
     source: LabelSet
     target: LabelSet
     lut: np.ndarray
+    ignore: int = 255
 
     def __call__(self, labels: np.ndarray) -> np.ndarray:
         return self.lut[labels]
+
+    @classmethod
+    def identity(cls, labels: LabelSet) -> LabelMapping:
+        """``labels`` onto itself: with :meth:`lut_for`, data that names the same classes in
+        another spelling or id order."""
+        lut = np.full(256, 255, dtype=np.uint8)
+        lut[: len(labels)] = np.arange(len(labels))
+        return cls(labels.name, labels, labels, lut)
+
+    def unknown(self, data: LabelSet) -> list[str]:
+        """The classes of ``data`` that are not source classes of this merge (by :func:`class_key`);
+        ids the data's manifest leaves out do not count."""
+        known = {class_key(n) for n in self.source.names}
+        return [n for i, n in enumerate(data.names) if class_key(n) not in known and n != UNUSED_NAME.format(i)]
+
+    def lut_for(self, data: LabelSet) -> np.ndarray:
+        """The lookup table for label maps numbered as ``data``: each of its ids goes where the
+        source class of the same name goes; an id :meth:`unknown` lists goes to ``ignore``."""
+        source = {class_key(n): i for i, n in enumerate(self.source.names)}
+        lut = np.full(256, self.ignore, dtype=np.uint8)
+        for i, name in enumerate(data.names):
+            if class_key(name) in source:
+                lut[i] = self.lut[source[class_key(name)]]
+        return lut
 
 
 @cache
@@ -183,4 +219,4 @@ def get_label_mapping(name: str, ignore: int = 255) -> LabelMapping:
     for target_name, source_names in entry["merge"].items():
         for source_name in source_names:
             lut[source.label_id(source_name)] = target.label_id(target_name)
-    return LabelMapping(name.lower(), source, target, lut)
+    return LabelMapping(name.lower(), source, target, lut, ignore)

@@ -3,6 +3,7 @@ folder of another shape fails with a message that says what was expected."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from ihp_rt.data.layouts import (
     HelenDataset,
     LIPDataset,
     PPPDataset,
+    dataset_for_labels,
     detect_layout,
     open_dataset,
 )
@@ -244,3 +246,100 @@ def test_unknown_labels_drawn_on_is_refused(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="labels_drawn_on must be one of"):
         FolderDataset(tmp_path)
+
+
+# The class names as the CIHP and LIP releases spell them (their README / label lists), and what
+# each is in the CCP coarse set: the meaning written out here, not read from label_maps.json.
+CIHP_NAMES = ("Background", "Hat", "Hair", "Glove", "Sunglasses", "UpperClothes", "Dress", "Coat", "Socks", "Pants",
+              "Torso-skin", "Scarf", "Skirt", "Face", "Left-arm", "Right-arm", "Left-leg", "Right-leg", "Left-shoe",
+              "Right-shoe")
+LIP_NAMES = (*CIHP_NAMES[:10], "Jumpsuits", *CIHP_NAMES[11:])
+IN_CCP_COARSE = {"Background": "background", "Hat": "hat", "Hair": "hair", "Glove": "accessories",
+                 "Sunglasses": "sunglasses", "UpperClothes": "upper-clothes", "Dress": "dress", "Coat": "coat",
+                 "Socks": "socks", "Pants": "pants", "Torso-skin": "skin", "Jumpsuits": "dress", "Scarf": "scarf",
+                 "Skirt": "skirt", "Face": "skin", "Left-arm": "skin", "Right-arm": "skin", "Left-leg": "skin",
+                 "Right-leg": "skin", "Left-shoe": "shoes", "Right-shoe": "shoes"}
+
+
+def write_named_folder(root: Path, names: tuple[str, ...], count: int = 2, seed: int = 0) -> Path:
+    """A generic folder of ``count`` 40x30 photos whose label maps use every id of ``names`` (and a
+    few unlabelled 255 pixels), with a manifest naming the classes by id."""
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        labels = rng.integers(0, len(names), (40, 30)).astype(np.uint8)
+        labels[:4, :4] = np.arange(16).reshape(4, 4) % len(names)
+        labels[-1, :3] = 255
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(root / "images" / f"p{k}.png")
+        write_label_png(root / "labels" / f"p{k}.png", labels)
+    manifest = {"classes": {str(i): n for i, n in enumerate(names)}, "ignore_index": 255}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def expected_in(names: tuple[str, ...], labels: np.ndarray, target: LabelSet) -> np.ndarray:
+    """The label map written in ``names``, in ``target`` through IN_CCP_COARSE (255 stays)."""
+    lut = np.full(256, 255, np.uint8)
+    for i, name in enumerate(names):
+        lut[i] = target.label_id(IN_CCP_COARSE[name])
+    return lut[labels]
+
+
+@pytest.mark.parametrize("names", [CIHP_NAMES, LIP_NAMES, tuple(reversed(LIP_NAMES))], ids=["cihp", "lip", "lip-ids"])
+def test_a_folder_named_in_cihp_or_lip_classes_is_read_in_a_ccp_coarse_models_classes(tmp_path, names) -> None:
+    """The data's classes are matched by name -- spelt as the releases spell them, in whatever id
+    order the manifest gives -- so CIHP data (torso-skin) and LIP data reach a CCP coarse model."""
+    root = write_named_folder(tmp_path / "data", names)
+    coarse = get_label_set("ccp_coarse")
+    data = dataset_for_labels(root, coarse)
+    assert data.label_set.names == coarse.names and data.ignore_index == 255
+    raw = open_dataset(root)
+    for i in range(len(data)):
+        assert np.array_equal(data[i].labels, expected_in(names, raw[i].labels, coarse))
+
+
+def test_cihp_layout_reads_in_ccp_coarse_and_a_folder_in_the_models_own_classes_by_name(tmp_path) -> None:
+    coarse = get_label_set("ccp_coarse")
+    data = dataset_for_labels(make_cihp(tmp_path / "cihp"), coarse)
+    assert data[0].labels[5, 5] == coarse.label_id("hat") and data[1].labels[5, 5] == coarse.label_id("hair")
+    spelt = tuple(n.upper() for n in coarse.names[::-1])  # the model's own classes, capitalised, ids reversed
+    root = write_named_folder(tmp_path / "own", spelt)
+    own, raw = dataset_for_labels(root, coarse), open_dataset(root)
+    expected = np.where(raw[0].labels == 255, 255, len(coarse.names) - 1 - raw[0].labels.astype(int))
+    assert np.array_equal(own[0].labels, expected)
+
+
+def test_classes_no_mapping_reads_are_named_and_a_mapping_can_be_chosen(tmp_path) -> None:
+    coarse = get_label_set("ccp_coarse")
+    both = write_named_folder(tmp_path / "both", (*CIHP_NAMES, "Jumpsuits"))  # fits neither release
+    with pytest.raises(InputError, match=r"(?i)lip_to_ccp_coarse: no torso-skin.*--label-map") as refused:
+        dataset_for_labels(both, coarse)
+    assert "cihp_to_ccp_coarse: no jumpsuits" in str(refused.value).lower()
+    cihp = write_named_folder(tmp_path / "cihp", CIHP_NAMES)
+    chosen = dataset_for_labels(cihp, coarse, mapping="cihp_to_ccp_coarse")
+    assert np.array_equal(chosen[1].labels, expected_in(CIHP_NAMES, open_dataset(cihp)[1].labels, coarse))
+    with pytest.raises(InputError, match=r"label mapping 'lip_to_ccp_coarse' reads 'lip' classes, but .* has no "
+                                         r"Torso-skin"):
+        dataset_for_labels(cihp, coarse, mapping="lip_to_ccp_coarse")
+    with pytest.raises(InputError, match=r"gives 'ccp_coarse' classes, the model predicts 'lip'"):
+        dataset_for_labels(cihp, get_label_set("lip"), mapping="cihp_to_ccp_coarse")
+    with pytest.raises(InputError, match=r"unknown label mapping 'nope'"):
+        dataset_for_labels(cihp, coarse, mapping="nope")
+
+
+def test_two_builtin_mappings_that_read_the_data_differently_are_not_chosen_between(tmp_path, monkeypatch) -> None:
+    import copy
+
+    import ihp_rt.labels
+
+    tables = copy.deepcopy(ihp_rt.labels._builtin_mappings())
+    other = copy.deepcopy(tables["lip_to_ccp_coarse"])
+    other["merge"]["accessories"], other["merge"]["skin"] = [], [*other["merge"]["skin"], "glove"]  # gloves as skin
+    monkeypatch.setattr(ihp_rt.labels, "_builtin_mappings", lambda: {**tables, "lip_gloves_as_skin": other})
+    lip = write_named_folder(tmp_path / "lip", LIP_NAMES, count=1)
+    with pytest.raises(InputError, match=r"fit several label mappings .*\(lip_gloves_as_skin, lip_to_ccp_coarse\); "
+                                         r"choose one with --label-map"):
+        dataset_for_labels(lip, get_label_set("ccp_coarse"))
+    chosen = dataset_for_labels(lip, get_label_set("ccp_coarse"), mapping="lip_gloves_as_skin")
+    glove = open_dataset(lip)[0].labels == LIP_NAMES.index("Glove")
+    assert glove.any() and (chosen[0].labels[glove] == get_label_set("ccp_coarse").label_id("skin")).all()

@@ -13,6 +13,7 @@ from ihp_rt.labels import get_label_set
 from ihp_rt.model import save_checkpoint
 from ihp_rt.session import Session
 
+from .test_data_layouts import CIHP_NAMES, LIP_NAMES, write_named_folder
 from .test_protocol import SPEC, NearestClickBackend, OracleBackend, toy_truth
 
 
@@ -173,3 +174,30 @@ def test_boundary_f_and_near_edge_band_by_hand() -> None:
     assert boundary_f(boundary_counts(np.zeros_like(truth), truth)) == 0.0
     band = near_edge_band(truth)
     assert band[:, 15:25].all() and not band[:, :14].any() and not band[:, 26:].any()
+
+
+def test_eval_reads_cihp_labelled_data_with_a_ccp_coarse_model(tmp_path, capsys) -> None:
+    """A folder whose manifest names CIHP's classes (torso-skin included, spelt as CIHP does)
+    evaluates a CCP coarse model through cihp_to_ccp_coarse, found by name; --label-map names the
+    mapping, and one that does not read the data's classes is refused in one line."""
+    from ihp_rt.model import build_model
+    from ihp_rt.spec import ModelSpec
+
+    coarse = get_label_set("ccp_coarse")
+    spec = ModelSpec(labels=coarse, backbone="mobilenetv3_large", input_size=96)
+    model = save_checkpoint(tmp_path / "coarse.pt", build_model(spec, seed=0).eval(), spec)
+    data = write_named_folder(tmp_path / "cihp", CIHP_NAMES, count=2)
+    common = ["eval", "--data", str(data), "--model", str(model), "--max-clicks", "1"]
+    assert main([*common, "--out", str(tmp_path / "found")]) == 0
+    found = json.loads((tmp_path / "found" / "eval.json").read_text())
+    assert found["images"] == 2 and set(found["runs"][0]["per_class_iou"]) <= set(coarse.names)
+    assert main([*common, "--label-map", "cihp_to_ccp_coarse", "--out", str(tmp_path / "named")]) == 0
+    named = json.loads((tmp_path / "named" / "eval.json").read_text())
+    assert named["runs"][0]["miou"] == found["runs"][0]["miou"]  # the same mapping, named or found
+    capsys.readouterr()
+    assert main([*common, "--label-map", "lip_to_ccp_coarse", "--out", str(tmp_path / "wrong")]) == 2
+    assert "'lip' has no Torso-skin" in capsys.readouterr().err
+    lip = write_named_folder(tmp_path / "lip", LIP_NAMES, count=1)
+    assert main(["eval", "--data", str(lip), "--model", str(model), "--max-clicks", "1",
+                 "--out", str(tmp_path / "lip_eval")]) == 0
+    capsys.readouterr()

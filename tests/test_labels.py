@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from ihp_rt.errors import InputError
-from ihp_rt.labels import LabelSet, get_label_set, label_set_names, voc_palette
+from ihp_rt.labels import (
+    LabelMapping,
+    LabelSet,
+    class_key,
+    get_label_mapping,
+    get_label_set,
+    label_set_names,
+    voc_palette,
+)
 
 
 def test_voc_palette_known_values() -> None:
@@ -75,3 +83,20 @@ def test_round_trip_and_validation() -> None:
         LabelSet("x", ("background", "a", "a"), ((0, 0, 0),) * 3)
     with pytest.raises(InputError, match="mirror"):
         LabelSet("x", ("background", "a"), ((0, 0, 0),) * 2, mirrors=((0, 1),))
+
+
+def test_a_mapping_reads_data_by_class_name_not_by_id() -> None:
+    """Data sets spell and number the same classes differently: the merge follows the names."""
+    assert class_key("UpperClothes") == class_key("upper-clothes") == class_key("Upper_Clothes") == "upperclothes"
+    coarse = get_label_set("ccp_coarse")
+    data = LabelSet("mine", ("Background", "Right_Shoe", "unused-2", "FACE", "Torso skin"), voc_palette(5))
+    merge = get_label_mapping("lip_to_ccp_coarse")
+    assert merge.unknown(data) == ["Torso skin"]  # unused-2 is a manifest's gap, not a class
+    lut = merge.lut_for(data)
+    assert list(lut[:5]) == [0, coarse.label_id("shoes"), 255, coarse.label_id("skin"), 255]
+    assert (lut[5:] == 255).all()
+    assert get_label_mapping("cihp_to_ccp_coarse").lut_for(data)[4] == coarse.label_id("skin")
+    same = LabelMapping.identity(coarse).lut_for(LabelSet("caps", tuple(n.upper() for n in coarse.names[::-1]),
+                                                          voc_palette(len(coarse))))
+    assert list(same[: len(coarse)]) == list(range(len(coarse)))[::-1]
+

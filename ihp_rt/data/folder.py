@@ -15,7 +15,7 @@ from PIL import Image
 
 from ihp_rt.errors import InputError
 from ihp_rt.images import exif_orientation, read_image, turn_like_photo
-from ihp_rt.labels import LabelMapping, LabelSet, voc_palette
+from ihp_rt.labels import UNUSED_NAME, LabelMapping, LabelSet, voc_palette
 
 IGNORE = 255  # what a LabelMapping turns unmapped classes (and the data's own ignore id) into
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -55,7 +55,7 @@ def read_label_png(path: Path) -> np.ndarray:
 def label_set_from_manifest(manifest: dict, name: str) -> LabelSet:
     """Class names by id (ids need not be contiguous: gaps become 'unused-K')."""
     classes = {int(k): str(v) for k, v in manifest["classes"].items()}
-    names = [classes.get(i, f"unused-{i}") for i in range(max(classes) + 1)]
+    names = [classes.get(i, UNUSED_NAME.format(i)) for i in range(max(classes) + 1)]
     if names[0] in ("null", "bg", "background"):
         names[0] = "background"
     return LabelSet(name=name, names=tuple(names), palette=voc_palette(len(names)),
@@ -82,10 +82,12 @@ class PairDataset:
         self.label_set, self.ignore_index = label_set, ignore_index
         self.lut: np.ndarray | None = None
         if mapping is not None:
-            if mapping.source.names != label_set.names:
+            unknown = mapping.unknown(label_set)  # matched by class name: another id order or spelling is fine
+            if unknown:
                 raise InputError(f"label mapping {mapping.name!r} reads {mapping.source.name!r} classes, "
-                                 f"but {description} is labelled in {label_set.name!r}")
-            self.lut = mapping.lut.copy()
+                                 f"but {description} is labelled in {label_set.name!r}: {mapping.source.name!r} "
+                                 f"has no {', '.join(unknown[:8])}{', ...' if len(unknown) > 8 else ''}")
+            self.lut = mapping.lut_for(label_set)
             if ignore_index is not None:
                 self.lut[ignore_index] = IGNORE
             self.label_set, self.ignore_index = mapping.target, IGNORE

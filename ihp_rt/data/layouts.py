@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ihp_rt.data.folder import IGNORE, IMAGE_SUFFIXES, FolderDataset, PairDataset, ParsingDataset
 from ihp_rt.errors import InputError
 from ihp_rt.labels import LabelMapping, LabelSet, get_label_set
@@ -200,16 +202,41 @@ def open_dataset(path: str | Path, split: str | None = None, mapping: LabelMappi
     return reader(path, split or "val", mapping)
 
 
-def dataset_for_labels(path: str | Path, labels: LabelSet, split: str | None = None) -> ParsingDataset:
-    """A folder of any known layout, in ``labels`` (a model's label set), through a built-in
-    label mapping where the data's own classes differ."""
+def dataset_for_labels(path: str | Path, labels: LabelSet, split: str | None = None,
+                       mapping: str | None = None) -> ParsingDataset:
+    """A folder of any known layout, in ``labels`` (a model's label set).
+
+    Classes are matched by name (:func:`~ihp_rt.labels.class_key`: case, spaces, '-' and '_'
+    aside), never by id, so a manifest may number and spell them as its data set does. Data in
+    the model's own classes is read as it is; other data through the built-in label mapping into
+    ``labels`` that knows every class the data names (CIHP's torso-skin included), or through
+    ``mapping`` when it is given by name. Between two built-in mappings that would read the data
+    differently it does not choose silently: it asks for ``mapping``.
+    """
     from ihp_rt.labels import get_label_mapping, label_mapping_names
 
     data = open_dataset(path, split)
+    if mapping is not None:
+        chosen = get_label_mapping(mapping)
+        if chosen.target.names != labels.names:
+            raise InputError(f"label mapping {chosen.name!r} gives {chosen.target.name!r} classes, the model predicts "
+                             f"{labels.name!r}")
+        return open_dataset(path, split, chosen)  # refused there, naming them, if the data has classes it lacks
     if data.label_set.names == labels.names:
         return data
-    for mapping in map(get_label_mapping, label_mapping_names()):
-        if mapping.source.names == data.label_set.names and mapping.target.names == labels.names:
-            return open_dataset(path, split, mapping)
-    raise InputError(f"the data's {data.label_set.num_classes} classes differ from the model's "
-                     f"{labels.num_classes} ({labels.name}) and no label mapping links them")
+    own = LabelMapping.identity(labels)
+    if not own.unknown(data.label_set):  # the model's classes, spelt or numbered another way
+        return open_dataset(path, split, own)
+    candidates = [m for m in map(get_label_mapping, label_mapping_names()) if m.target.names == labels.names]
+    fitting = [m for m in candidates if not m.unknown(data.label_set)]
+    if any(not np.array_equal(m.lut_for(data.label_set), fitting[0].lut_for(data.label_set)) for m in fitting[1:]):
+        raise InputError(f"the data's classes fit several label mappings that read them differently "
+                         f"({', '.join(m.name for m in fitting)}); choose one with --label-map")
+    if fitting:
+        return open_dataset(path, split, fitting[0])
+    misses = "; ".join(f"{name}: no {', '.join(m.unknown(data.label_set)[:6])}"
+                       for name, m in [("the model's classes", own), *((m.name, m) for m in candidates)])
+    raise InputError(f"the data's {data.label_set.num_classes} classes are not the model's {labels.num_classes} "
+                     f"({labels.name}) and no label mapping into them reads every one ({misses}); name classes "
+                     "as the model or a mapping's source does in the data's manifest.json, or choose a mapping "
+                     "with --label-map")
