@@ -2,16 +2,19 @@
 
 Per session (``P`` is the key prefix, ``ihp-rt:`` by default) one hash, and one index::
 
-    P s:<id>   hash    image hash, height, width, model, version, expiry time, the clicks
-                       ("x,y,label;..."), the last RECENT_OPS operation ids (a retried commit
-                       is applied once) and the uploaded image bytes
-    P live     zset    id -> expiry time: the session count and which sessions to purge
+    P session:<id>  hash  image hash, height, width, model, version, expiry time, the clicks
+                          ("x,y,label;..."), the last RECENT_OPS operation ids (a retried
+                          commit is applied once) and the uploaded image bytes
+    P sessions      zset  id -> expiry time: the session count and which sessions to purge
 
 One key per session because Redis evicts whole keys: under an evicting ``maxmemory-policy`` a
 session is dropped whole or kept whole, never left with its version but not its clicks (which
 would let the next compare-and-set succeed on an empty list). The hash is the truth; the index
 only counts and purges, and is rebuilt by use if Redis evicts it. :func:`connect` refuses an
 evicting policy unless told otherwise: a dropped session is a 404 in the middle of someone's work.
+(Earlier versions kept a session in four keys named ``s:``, ``i:``, ``c:``, ``o:`` and counted
+them in ``live``: other names, so during an upgrade each version answers 404 for the other's
+sessions rather than misreading them, and the old keys expire on their own.)
 
 Every operation is one Lua script, so each is atomic in Redis: the session limit (count and
 add in one step), the click limit (check and append in one step), undo (pop), reset, expiry,
@@ -56,7 +59,7 @@ local function now_from(arg)
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
-local function key_of(prefix, id) return prefix .. 's:' .. id end
+local function key_of(prefix, id) return prefix .. 'session:' .. id end
 local function drop(live, prefix, id)
   redis.call('DEL', key_of(prefix, id))
   redis.call('ZREM', live, id)
@@ -205,7 +208,7 @@ class RedisStore:
         self._unavailable = (redis.ConnectionError, redis.TimeoutError)
         self._out_of_memory = redis.exceptions.OutOfMemoryError
         self._redis_error = redis.RedisError
-        self._live = prefix + "live"
+        self._live = prefix + "sessions"
         self._keep_ms = str(round((ttl_s + KEEP_AFTER_EXPIRY_S) * 1000))
         scripts = {"room": _ROOM, "count": _COUNT, "create": _CREATE, "get": _GET, "commit": _COMMIT,
                    "remove": _REMOVE}
@@ -250,7 +253,7 @@ class RedisStore:
                             int(version))
 
     def image(self, session_id: str) -> bytes:
-        data = self._call(lambda: self.client.hget(self.prefix + "s:" + session_id, "image"))
+        data = self._call(lambda: self.client.hget(self.prefix + "session:" + session_id, "image"))
         if data is None:
             raise self._not_found(session_id)
         return data
