@@ -209,6 +209,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ihp_rt.session import SharedBackend
 
     create_app, config = _serving_app(), _serve_config(args)  # refuse bad limits before loading a model
+    from ihp_rt.serving.label_studio import LabelStudioHost
+
+    label_studio = LabelStudioHost.from_environment(args.label_studio_label_map)  # and a bad label map
     store = None
     if args.redis:  # shared sessions: refuse an unreachable Redis before loading a model too
         from ihp_rt.serving.redis_store import connect
@@ -218,7 +221,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     model = _model_arg(args.model, args.backend, args.backbone, args.label_set)
     engine = SharedBackend(open_backend(model, args.backend, args.device, args.threads, args.half))
     print(f"backend: {engine.backend.name} ({engine.backend.choice})")
-    app = create_app(engine, config, store=store, model_id=model_identity(engine.backend.spec, model))
+    app = create_app(engine, config, store=store, model_id=model_identity(engine.backend.spec, model),
+                     label_studio=label_studio)
     print(f"model: {app.state.sessions.model}")
     print(f"annotation page: http://{args.host}:{args.port}/   API: http://{args.host}:{args.port}/openapi.json",
           flush=True)
@@ -516,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--click-radius", type=int, default=DEFAULT_CLICK_RADIUS, metavar="R",
                    help="pixels within R model pixels of a click take its label (0: the network alone; "
                    f"default {DEFAULT_CLICK_RADIUS})")
+    p.add_argument("--label-studio-label-map", metavar="JSON",
+                   help='Label Studio label names -> the model\'s classes, for names that are not a class\'s own '
+                   '(in any case), e.g. \'{"Shirt": "upper-clothes"}\' (default: LABEL_STUDIO_LABEL_MAP)')
     _stand_in_options(p)
     p.set_defaults(func=cmd_serve)
 

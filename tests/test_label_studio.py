@@ -657,6 +657,78 @@ def test_the_click_limit_counts_every_group(backend, photo, tiny_checkpoint, fak
     assert np.array_equal(painted(back, names), expected)
 
 
+# -- label names: the config's own spelling, or a map; refused at /setup unless they are the model's --
+
+def test_regions_come_back_under_the_configs_own_spelling(backend, photo, fake_label_studio) -> None:
+    """Label Studio's templates capitalise (<Label value="Hair"/>): keypoints so labelled are the
+    model's hair, and the regions must come back as "Hair" too, the only name Label Studio shows
+    them under (they once came back as "hair", and so not at all)."""
+    url, _ = fake_label_studio
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    spelled = tuple(n.title() for n in backend.backend.spec.labels.names)  # Hair, Upper-Clothes, ...
+    config = label_config(spelled[1:])
+    assert client.post("/label-studio/setup", json={"project": "3.1", "schema": config}).status_code == 200
+    reply = client.post("/label-studio/predict", json={
+        **predict_body("/data/upload/1/photo.png", [keypoint(20, 20, "Hair"), keypoint(60, 70, "Face")], 33),
+        "label_config": config})
+    expected = session_labels(backend, photo, [(20, 16, "hair"), (60, 56, "face")])
+    assert np.array_equal(painted(reply, spelled), expected)
+    assert {r["value"]["brushlabels"][0] for r in reply.json()["results"][0]["result"]} == \
+        {spelled[c] for c in np.unique(expected) if c}
+
+
+def test_setup_refuses_labels_that_are_not_the_models(backend, fake_label_studio) -> None:
+    """A config whose brush or smart keypoint labels name no class of the model is refused at
+    /setup (Label Studio shows the message when the model is connected), naming them, and so is
+    one with two brush labels for one class (which would get the region?); /predict says the same."""
+    url, _ = fake_label_studio
+    client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
+    for names, words in [(("Hair", "Tail", "Clothes"), ["'Tail', 'Clothes'", "upper-clothes",
+                                                            "LABEL_STUDIO_LABEL_MAP"]),
+                         (("Hair", "Face", "hair"), ["'Hair' and 'hair'", "both"])]:
+        setup = client.post("/label-studio/setup", json={"project": "3.1", "schema": label_config(names)})
+        assert setup.status_code == 400 and all(w in setup.json()["detail"] for w in words), setup.text
+        assert "'Face'" not in setup.json()["detail"]
+        body = predict_body("/data/upload/1/photo.png", [keypoint(20, 20, "Hair")], 34)
+        predict = client.post("/label-studio/predict", json={**body, "label_config": label_config(names)})
+        assert predict.status_code == 400 and predict.json()["detail"] == setup.json()["detail"]
+    keypoints_only = label_config(("Hair",)).replace('<Label value="Hair"/></KeyPointLabels>',
+                                                      '<Label value="Hair"/><Label value="Tail"/></KeyPointLabels>')
+    setup = client.post("/label-studio/setup", json={"project": "3.1", "schema": keypoints_only})
+    assert setup.status_code == 400 and "'Tail'" in setup.json()["detail"], setup.text
+
+
+def test_a_label_map_links_a_configs_names_to_the_models_classes(backend, photo, fake_label_studio,
+                                                                 monkeypatch, capsys) -> None:
+    """LABEL_STUDIO_LABEL_MAP (or ihp-rt serve --label-studio-label-map): config label name ->
+    model class, for names that are not the class's own; the regions come back under the
+    config's names. A map naming no class of the model is refused at start."""
+    from ihp_rt.cli import main
+
+    url, _ = fake_label_studio
+    monkeypatch.setenv("LABEL_STUDIO_URL", url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "secret")
+    monkeypatch.setenv("LABEL_STUDIO_LABEL_MAP", json.dumps({"Clothes": "upper-clothes", "Skin": 13}))
+    client = TestClient(create_app(backend))
+    config = label_config(("Hair", "Clothes", "Skin"))
+    assert client.post("/label-studio/setup", json={"project": "3.1", "schema": config}).status_code == 200
+    reply = client.post("/label-studio/predict", json={
+        **predict_body("/data/upload/1/photo.png", [keypoint(40, 60, "Clothes"), keypoint(60, 70, "Skin")], 35),
+        "label_config": config})
+    spelled = list(backend.backend.spec.labels.names)
+    spelled[2], spelled[5], spelled[13] = "Hair", "Clothes", "Skin"  # hair, upper-clothes, face
+    expected = session_labels(backend, photo, [(40, 48, "upper-clothes"), (60, 56, "face")])
+    in_config = np.where(np.isin(expected, [2, 5, 13]), expected, 0)  # the only classes the config has
+    assert np.array_equal(painted(reply, tuple(spelled)), in_config)
+    assert LabelStudioHost.from_environment('{"Top": "upper-clothes"}').label_map == {"Top": "upper-clothes"}
+    for bad in ('["Clothes"]', '{"Clothes": "shirt"}', "Clothes=upper-clothes", '{"Clothes": true}', '{"Skin": 99}'):
+        monkeypatch.setenv("LABEL_STUDIO_LABEL_MAP", bad)
+        with pytest.raises(IhpError, match="label map"):
+            create_app(backend)
+    assert main(["serve", "--label-studio-label-map", "Clothes=upper-clothes"]) == 2  # before a model is loaded
+    assert "--label-studio-label-map" in capsys.readouterr().err
+
+
 def test_merge_groups() -> None:
     """First-seen order, whole-group replacement, relabelled keypoints moved, emptied groups dropped."""
     a1, a2 = Keypoint("a1", "hair", 1, 1, 2), Keypoint("a2", "hair", 2, 2, 0)

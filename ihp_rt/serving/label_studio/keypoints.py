@@ -11,10 +11,10 @@ predicted from every group, in the order the labels were first clicked.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ihp_rt.errors import InputError
-from ihp_rt.labels import LabelSet
 from ihp_rt.serving.errors import ClickLimit
 
 
@@ -29,9 +29,10 @@ class Keypoint(NamedTuple):
     label: int
 
 
-def keypoints_from_context(context: object, labels: LabelSet, max_clicks: int
+def keypoints_from_context(context: object, class_of: Callable[[str], int], max_clicks: int
                            ) -> tuple[list[Keypoint], tuple[int, int]]:
-    """The keypoints in a request and the image (width, height) from Label Studio's smart keypoints."""
+    """The keypoints in a request and the image (width, height) from Label Studio's smart
+    keypoints; ``class_of`` gives the class a keypoint's label names."""
     results = context.get("result") if isinstance(context, dict) else None
     if not isinstance(results, list):
         raise InputError('params.context must be {"result": [...keypoint regions...]}')
@@ -54,7 +55,7 @@ def keypoints_from_context(context: object, labels: LabelSet, max_clicks: int
             raise InputError(f"context result #{i} is not a keypointlabels region with x, y (percent), "
                              "original_width, original_height and a label") from None
         size = (width, height)
-        label = labels.label_id(name) if item.get("is_positive", True) else 0
+        label = class_of(name) if item.get("is_positive", True) else 0
         region = item.get("id")
         clicks.append(Keypoint(region if isinstance(region, str) else None, str(name), x, y, label))
     if size is None:

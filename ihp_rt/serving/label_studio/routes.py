@@ -17,7 +17,7 @@ from ihp_rt.serving.label_studio.basic_auth import basic_auth_check
 from ihp_rt.serving.label_studio.fetch import fetch_image
 from ihp_rt.serving.label_studio.host import LabelStudioHost
 from ihp_rt.serving.label_studio.keypoints import keypoints_from_context, merge_groups
-from ihp_rt.serving.label_studio.label_config import Tags, parse_config
+from ihp_rt.serving.label_studio.label_config import LabelNames, Tags, parse_config
 from ihp_rt.serving.label_studio.tasks import TaskSessions, task_key
 from ihp_rt.session import Session, SharedBackend
 
@@ -30,6 +30,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
                     responses={**responses, 401: {"model": ErrorOut}} if guarded else responses,
                     dependencies=[Depends(basic_auth_check(host.ml_basic_auth))] if guarded else [])
     labels = engine.backend.spec.labels
+    names = LabelNames(labels, host.label_map)  # a map naming no class of the model is refused at start
     model_version = f"ihp-rt-{__version__}-{labels.name}"
     tasks_held = TaskSessions(config.max_sessions)
 
@@ -39,8 +40,8 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
 
     @api.post("/setup")
     def setup(body: Annotated[dict | None, Body()] = None) -> dict[str, str]:
-        if body and "schema" in body:
-            parse_config(str(body["schema"]))  # a config without BrushLabels is refused now, not at the first click
+        if body and "schema" in body:  # a config the backend cannot serve is refused now, not at the first click
+            names.brush_classes(parse_config(str(body["schema"])))
         return {"model_version": model_version}
 
     @api.post("/webhook")
@@ -58,6 +59,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
         if not context or (isinstance(context, dict) and context.get("result") is None):
             return nothing  # batch pre-labelling (Label Studio sends no context): nothing to suggest
         tags = parse_config(str(body.get("label_config", "")))
+        brush = names.brush_classes(tags)
         task = tasks[0]
         data = task.get("data")
         url = data.get(tags.data_key) if isinstance(data, dict) else None
@@ -67,7 +69,7 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
             # the front end does not say, so every keypoint goes (see the package docstring).
             tasks_held.forget_keypoints(key)
             return nothing
-        sent, (width, height) = keypoints_from_context(context, labels, config.max_session_clicks)
+        sent, (width, height) = keypoints_from_context(context, names.class_of, config.max_session_clicks)
 
         def create() -> Session:
             if not isinstance(url, str):
@@ -94,11 +96,10 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
                 session.add_click(k.x, k.y, k.label)
             mask = session.predict().labels
         regions = []
-        for class_id, name in enumerate(labels.names):
-            if class_id and (not tags.brush_labels or name in tags.brush_labels):
-                part = mask == class_id
-                if part.any():
-                    regions.append(region(part, name, tags, width, height))
+        for class_id, name in brush.items():  # under the config's names: Label Studio shows no other
+            part = mask == class_id
+            if class_id and part.any():
+                regions.append(region(part, name, tags, width, height))
         return {"results": [{"result": regions, "model_version": model_version}]}
 
     return api
