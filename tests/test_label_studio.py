@@ -677,18 +677,24 @@ def test_regions_come_back_under_the_configs_own_spelling(backend, photo, fake_l
         {spelled[c] for c in np.unique(expected) if c}
 
 
-def test_setup_refuses_labels_that_are_not_the_models(backend, fake_label_studio) -> None:
+def test_setup_refuses_labels_that_are_not_the_models(backend, fake_label_studio, caplog) -> None:
     """A config whose brush or smart keypoint labels name no class of the model is refused at
-    /setup (Label Studio shows the message when the model is connected), naming them, and so is
-    one with two brush labels for one class (which would get the region?); /predict says the same."""
+    /setup (when the model is connected), naming them, and so is one with two brush labels for
+    one class (which would get the region?); /predict says the same. Label Studio shows only
+    "400, see the backend's log", so the refusal is logged too."""
     url, _ = fake_label_studio
     client = TestClient(create_app(backend, label_studio=LabelStudioHost(url, "secret")))
     for names, words in [(("Hair", "Tail", "Clothes"), ["'Tail', 'Clothes'", "upper-clothes",
                                                             "LABEL_STUDIO_LABEL_MAP"]),
                          (("Hair", "Face", "hair"), ["'Hair' and 'hair'", "both"])]:
-        setup = client.post("/label-studio/setup", json={"project": "3.1", "schema": label_config(names)})
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="ihp_rt.serve"):
+            setup = client.post("/label-studio/setup", json={"project": "3.1", "schema": label_config(names)})
         assert setup.status_code == 400 and all(w in setup.json()["detail"] for w in words), setup.text
         assert "'Face'" not in setup.json()["detail"]
+        refusals = [json.loads(r.getMessage()) for r in caplog.records if r.levelno == logging.WARNING]
+        assert refusals == [{"event": "label-studio-setup-refused", "project": "3.1",
+                             "detail": setup.json()["detail"]}]
         body = predict_body("/data/upload/1/photo.png", [keypoint(20, 20, "Hair")], 34)
         predict = client.post("/label-studio/predict", json={**body, "label_config": label_config(names)})
         assert predict.status_code == 400 and predict.json()["detail"] == setup.json()["detail"]

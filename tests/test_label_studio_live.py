@@ -19,6 +19,16 @@ goes through the token exchange; the test's own client uses the legacy token. Th
 requires basic auth (LABEL_STUDIO_ML_BASIC_AUTH), which Label Studio sends from the ML
 backend's Basic Auth settings: every request below passes through it.
 
+Cloud storage: an https stand-in for an S3 bucket on another loopback port (its CA made by
+tests/tls_loopback.py, trusted by Label Studio's boto3 through AWS_CA_BUNDLE and by the backend
+through SSL_CERT_FILE) is the project's S3 import storage with presigned URLs, Label Studio's
+default. A task holding ``s3://ihp-bucket/astronaut.jpg`` is clicked: the backend asks Label
+Studio's ``/tasks/<id>/resolve/``, which redirects to a URL it presigned with boto3, and the
+bucket must see that request without the token. Label names: a second project spells its
+labels its own way (``Hair``, and ``Shirt`` mapped to upper-clothes by the backend's
+``--label-studio-label-map``) and gets its regions under those names; a third, with a label the
+model lacks, cannot connect the backend.
+
 Slow (a Label Studio start is ~1 min, its first install a few more), so it is marked
 ``label_studio``, left out of scripts/test.sh and run by scripts/test_label_studio.sh from
 .ci/run after the main suite. Without network for the first install it skips, except on CI
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import re
 import signal
@@ -38,12 +49,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import EXAMPLES, REPO
+from tests.tls_loopback import Certificates, loopback_server, make_certificates
 
 httpx = pytest.importorskip("httpx", reason="the dev extra (httpx) is not installed")
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
@@ -61,6 +74,8 @@ START_TIMEOUT_S = 300  # Label Studio migrates a fresh SQLite database before it
 # while upper-clothes is selected: Label Studio gives it that label, with is_positive false.
 CLICKS = [(225, 40, "hair", True), (225, 125, "skin", True), (90, 330, "upper-clothes", True),
           (40, 150, "upper-clothes", False)]
+BUCKET = "ihp-bucket"  # the stand-in S3 bucket's name
+LABEL_MAP = {"Shirt": "upper-clothes"}  # the backend's --label-studio-label-map
 
 
 def free_port() -> int:
@@ -141,6 +156,50 @@ def label_studio_venv() -> Path:
     return Path(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@dataclass(frozen=True)
+class Bucket:
+    url: str  # https://127.0.0.1:PORT, Label Studio's S3_ENDPOINT
+    gets: list[tuple[str, str | None]]  # each GET's path and Authorization header
+
+
+@pytest.fixture(scope="module")
+def bucket(certificates) -> Iterator[Bucket]:
+    """An https stand-in for an S3 bucket, on its own loopback port: HeadBucket (Label Studio's
+    check when a storage is added) answers 200, and the photo is served to a GET whose URL is
+    presigned (X-Amz-Signature: the URL is the credential; nothing here checks the signature)."""
+    gets: list[tuple[str, str | None]] = []
+    photo = PHOTO.read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(200 if self.path.split("?")[0].rstrip("/") == f"/{BUCKET}" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            gets.append((self.path, self.headers.get("Authorization")))
+            path, _, query = self.path.partition("?")
+            if path == f"/{BUCKET}/{PHOTO.name}" and "X-Amz-Signature=" in query:
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(photo)))
+                self.end_headers()
+                self.wfile.write(photo)
+            else:
+                self.send_error(403)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with loopback_server(Handler, certificates) as url:
+        yield Bucket(url, gets)
+
+
 @dataclass(frozen=True)
 class LabelStudio:
     url: str
@@ -148,8 +207,9 @@ class LabelStudio:
 
 
 @pytest.fixture(scope="module")
-def label_studio(label_studio_venv, tmp_path_factory) -> Iterator[LabelStudio]:
-    """A fresh Label Studio on a loopback port: SQLite in a temporary folder, nothing calling home."""
+def label_studio(label_studio_venv, tmp_path_factory, bucket, certificates) -> Iterator[LabelStudio]:
+    """A fresh Label Studio on a loopback port: SQLite in a temporary folder, nothing calling home,
+    its S3 storages on the stand-in bucket."""
     data = tmp_path_factory.mktemp("label-studio-data")
     port = free_port()
     # A minimal environment: nothing of ours (or of a Label Studio configured on this machine)
@@ -167,6 +227,9 @@ def label_studio(label_studio_venv, tmp_path_factory) -> Iterator[LabelStudio]:
         # room for a loaded 2-core CI machine (defaults: 1 s connect, 1 s health, 3 s setup)
         "ML_CONNECTION_TIMEOUT": "10", "ML_TIMEOUT_HEALTH": "30", "ML_TIMEOUT_SETUP": "30",
         "ML_TIMEOUT_PREDICT": "120",
+        # S3 storages go to the stand-in bucket; an operator's S3_ENDPOINT may be on a private
+        # address (a storage's own s3_endpoint may not), and boto3 trusts the test CA
+        "S3_ENDPOINT": bucket.url, "AWS_CA_BUNDLE": str(certificates.ca),
     })
     command = [str(label_studio_venv / "bin" / "label-studio"), "start", "--no-browser",
                "--internal-host", "127.0.0.1", "--port", str(port), "--data-dir", str(data),
@@ -192,18 +255,25 @@ def personal_access_token(label_studio) -> str:
 
 
 @pytest.fixture(scope="module")
-def backend_url(label_studio, personal_access_token, tmp_path_factory) -> Iterator[str]:
+def backend_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ihp-rt-serve") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def backend_url(label_studio, personal_access_token, certificates, backend_log) -> Iterator[str]:
     """``ihp-rt serve`` with the shipped model, told where Label Studio is and given a personal
-    access token, as a user would copy it from Label Studio's Account & Settings, and requiring
-    basic auth of Label Studio."""
+    access token, as a user would copy it from Label Studio's Account & Settings, requiring
+    basic auth of Label Studio, with a label map, and trusting the bucket's CA as an operator
+    trusts a private one (SSL_CERT_FILE)."""
     from ihp_rt.zoo import default_onnx_path
 
     port = free_port()
-    log = tmp_path_factory.mktemp("ihp-rt-serve") / "serve.log"
+    log = backend_log
     env = {**os.environ, "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_access_token,
-           "LABEL_STUDIO_ML_BASIC_AUTH": ":".join(BACKEND_AUTH)}
+           "LABEL_STUDIO_ML_BASIC_AUTH": ":".join(BACKEND_AUTH), "SSL_CERT_FILE": str(certificates.ca)}
     command = [str(Path(sys.executable).parent / "ihp-rt"), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(default_onnx_path()), "--backend", "onnxruntime", "--device", "cpu", "--threads", "1"]
+               "--model", str(default_onnx_path()), "--backend", "onnxruntime", "--device", "cpu", "--threads", "1",
+               "--label-studio-label-map", json.dumps(LABEL_MAP)]
     with process(command, env, log) as proc:
         wait_until_up(f"http://127.0.0.1:{port}/health", proc, log, 120)
         yield f"http://127.0.0.1:{port}/label-studio"
@@ -230,24 +300,38 @@ class Project:
     image_url: str  # the task's data.image: an upload on the Label Studio host
 
 
-@pytest.fixture(scope="module")
-def project(label_studio, backend_url) -> Project:
-    """A project with the README's config, the photo uploaded as its task, our backend connected."""
+def connect_backend(label_studio: LabelStudio, backend_url: str, pid: int) -> httpx.Response:
+    """Connect our backend to a project as a user does; Label Studio calls our /health and
+    /setup (with the project's config) before it answers."""
+    return label_studio.api.post("/api/ml", json={
+        "url": backend_url, "project": pid, "is_interactive": True, "title": "ihp-rt", "auth_method": "BASIC_AUTH",
+        "basic_auth_user": BACKEND_AUTH[0], "basic_auth_pass": BACKEND_AUTH[1]})
+
+
+def task_list(label_studio: LabelStudio, pid: int) -> list[dict]:
+    tasks = label_studio.api.get("/api/tasks", params={"project": pid}).json()
+    return tasks["tasks"] if isinstance(tasks, dict) else tasks
+
+
+def make_project(label_studio: LabelStudio, backend_url: str, title: str, config: str) -> Project:
+    """A project with this config, the photo uploaded as its task, our backend connected."""
     api = label_studio.api
-    created = api.post("/api/projects", json={"title": "ihp-rt live test", "label_config": readme_label_config()})
+    created = api.post("/api/projects", json={"title": title, "label_config": config})
     assert created.status_code == 201, created.text
     pid = created.json()["id"]
     imported = api.post(f"/api/projects/{pid}/import", files={"file": (PHOTO.name, PHOTO.read_bytes(), "image/jpeg")})
     assert imported.status_code == 201, imported.text
-    tasks = api.get("/api/tasks", params={"project": pid}).json()
-    tasks = tasks["tasks"] if isinstance(tasks, dict) else tasks
+    tasks = task_list(label_studio, pid)
     assert len(tasks) == 1, tasks
-    # Label Studio calls our /health and /setup (with the project's config) before it answers.
-    ml = api.post("/api/ml", json={"url": backend_url, "project": pid, "is_interactive": True, "title": "ihp-rt",
-                                   "auth_method": "BASIC_AUTH", "basic_auth_user": BACKEND_AUTH[0],
-                                   "basic_auth_pass": BACKEND_AUTH[1]})
+    ml = connect_backend(label_studio, backend_url, pid)
     assert ml.status_code == 201, ml.text
     return Project(pid, tasks[0]["id"], ml.json()["id"], tasks[0]["data"]["image"])
+
+
+@pytest.fixture(scope="module")
+def project(label_studio, backend_url) -> Project:
+    """A project with the README's config."""
+    return make_project(label_studio, backend_url, "ihp-rt live test", readme_label_config())
 
 
 def keypoint(index: int, x: int, y: int, label: str, positive: bool, size: tuple[int, int]) -> dict:
@@ -259,10 +343,11 @@ def keypoint(index: int, x: int, y: int, label: str, positive: bool, size: tuple
             "is_positive": positive}
 
 
-def ask(label_studio: LabelStudio, project: Project, points: list[dict]) -> list[dict]:
-    """Label Studio's interactive-annotating call, as the front end makes it; the regions it returns."""
+def ask(label_studio: LabelStudio, project: Project, points: list[dict], task: int | None = None) -> list[dict]:
+    """Label Studio's interactive-annotating call, as the front end makes it, on the project's
+    task (or another); the regions it returns."""
     reply = label_studio.api.post(f"/api/ml/{project.ml_backend}/interactive-annotating",
-                                  json={"task": project.task, "context": {"result": points}})
+                                  json={"task": task or project.task, "context": {"result": points}})
     # pytest.fail, not assert: a broken request must not pass for the expected failures below
     if reply.status_code != 200 or "errors" in reply.json():  # backend failures come as 200 + errors
         pytest.fail(f"interactive-annotating answered {reply.status_code}: {reply.text[:2000]}")
@@ -417,18 +502,65 @@ def test_backend_fetches_task_images_with_either_kind_of_token(label_studio, pro
         fetch_image(project.image_url, LabelStudioHost(label_studio.url, forged), 10 << 20)
 
 
+def import_task(label_studio: LabelStudio, project: Project, image: str) -> int:
+    """Import a task (as JSON) whose data.image is ``image``; its id."""
+    imported = label_studio.api.post(f"/api/projects/{project.id}/import", params={"return_task_ids": True},
+                                     json=[{"image": image}])
+    assert imported.status_code == 201, imported.text
+    return imported.json()["task_ids"][0]
+
+
 def test_data_uri_task_needs_no_token(label_studio, project, session) -> None:
     """A task whose image is a data: URI (imported as JSON) is clicked like an uploaded one."""
-    api = label_studio.api
-    uri = "data:image/jpeg;base64," + base64.b64encode(PHOTO.read_bytes()).decode()
-    imported = api.post(f"/api/projects/{project.id}/import", json=[{"image": uri}])
-    assert imported.status_code == 201, imported.text
-    tasks = api.get("/api/tasks", params={"project": project.id}).json()
-    tasks = tasks["tasks"] if isinstance(tasks, dict) else tasks
-    task = next(t["id"] for t in tasks if t["data"]["image"].startswith("data:"))
+    task = import_task(label_studio, project, "data:image/jpeg;base64," + base64.b64encode(PHOTO.read_bytes()).decode())
     size = session.image_size[::-1]  # a new task: it starts without keypoints
-    reply = api.post(f"/api/ml/{project.ml_backend}/interactive-annotating",
-                     json={"task": task, "context": {"result": [keypoint(0, *CLICKS[0], size)]}})
-    assert reply.status_code == 200 and "errors" not in reply.json(), reply.text
-    assert_regions_match(reply.json()["data"]["result"], expected_mask(session, CLICKS[:1]), config_labels(),
-                         session.labels.names)
+    assert_regions_match(ask(label_studio, project, [keypoint(0, *CLICKS[0], size)], task),
+                         expected_mask(session, CLICKS[:1]), config_labels(), session.labels.names)
+
+
+def test_a_cloud_storage_task_comes_through_a_presigned_redirect(label_studio, project, bucket, session) -> None:
+    """The project's S3 storage serves presigned URLs (Label Studio's default); its task holds
+    the s3:// URI. Label Studio's resolve/ redirects the backend to the URL it presigned, on the
+    bucket's host, which the backend asks without the token."""
+    api = label_studio.api
+    storage = api.post("/api/storages/s3", json={
+        "project": project.id, "title": "stand-in bucket", "bucket": BUCKET, "presign": True, "use_blob_urls": True,
+        "region_name": "us-east-1", "aws_access_key_id": "ihp-rt-test", "aws_secret_access_key": "ihp-rt-test-key"})
+    assert storage.status_code == 201, storage.text
+    task = import_task(label_studio, project, f"s3://{BUCKET}/{PHOTO.name}")
+    bucket.gets.clear()
+    size = session.image_size[::-1]
+    for clicks in (CLICKS[:1], CLICKS[:2]):  # the second click finds the image kept
+        regions = ask(label_studio, project, [keypoint(i, *c, size) for i, c in enumerate(clicks)], task)
+        assert_regions_match(regions, expected_mask(session, clicks), config_labels(), session.labels.names)
+    assert len(bucket.gets) == 1, bucket.gets
+    path, authorization = bucket.gets[0]
+    assert path.startswith(f"/{BUCKET}/{PHOTO.name}?") and "X-Amz-Signature=" in path and authorization is None
+
+
+def test_regions_come_back_under_the_projects_own_label_names(label_studio, backend_url, backend_log,
+                                                              session) -> None:
+    """A project that spells its labels its own way -- Hair, Skin, and Shirt, which the backend's
+    label map makes upper-clothes -- connects and gets its regions under those names; a project
+    with a label the model lacks cannot connect the backend (Label Studio says its /setup
+    refused, and the backend's log says which label)."""
+    spelled = {"hair": "Hair", "skin": "Skin", **{name: spelling for spelling, name in LABEL_MAP.items()}}
+    config = readme_label_config()
+    for name, spelling in spelled.items():
+        assert f'value="{name}"' in config, name
+        config = config.replace(f'value="{name}"', f'value="{spelling}"')
+    project = make_project(label_studio, backend_url, "ihp-rt label names", config)
+    size = session.image_size[::-1]
+    points = [keypoint(i, x, y, spelled[label], positive, size) for i, (x, y, label, positive) in enumerate(CLICKS)]
+    names = tuple(spelled.get(name, name) for name in session.labels.names)
+    assert_regions_match(ask(label_studio, project, points), expected_mask(session, CLICKS), set(spelled.values()),
+                         names)
+
+    created = label_studio.api.post("/api/projects", json={"title": "ihp-rt unknown label",
+                                                           "label_config": config.replace('"Skin"', '"Tail"')})
+    assert created.status_code == 201, created.text
+    refused = connect_backend(label_studio, backend_url, created.json()["id"])
+    assert refused.status_code == 400 and "label-studio/setup" in refused.text, refused.text
+    refusals = [json.loads(line) for line in backend_log.read_text().splitlines()
+                if line.startswith('{"event": "label-studio-setup-refused"')]
+    assert len(refusals) == 1 and "'Tail'" in refusals[0]["detail"], refusals

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Annotated
 
 import numpy as np
@@ -20,6 +22,8 @@ from ihp_rt.serving.label_studio.keypoints import keypoints_from_context, merge_
 from ihp_rt.serving.label_studio.label_config import LabelNames, Tags, parse_config
 from ihp_rt.serving.label_studio.tasks import TaskSessions, task_key
 from ihp_rt.session import Session, SharedBackend
+
+log = logging.getLogger("ihp_rt.serve")
 
 
 def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) -> APIRouter:
@@ -41,7 +45,14 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
     @api.post("/setup")
     def setup(body: Annotated[dict | None, Body()] = None) -> dict[str, str]:
         if body and "schema" in body:  # a config the backend cannot serve is refused now, not at the first click
-            names.brush_classes(parse_config(str(body["schema"])))
+            try:
+                names.brush_classes(parse_config(str(body["schema"])))
+            except InputError as e:
+                # Label Studio shows only "400 ... check the ML backend server console logs", not
+                # the reply's detail: the log is where the user learns which labels to fix.
+                log.warning(json.dumps({"event": "label-studio-setup-refused", "project": str(body.get("project")),
+                                        "detail": str(e)}))
+                raise
         return {"model_version": model_version}
 
     @api.post("/webhook")
