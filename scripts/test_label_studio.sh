@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Label Studio integration test (tests/test_label_studio_live.py, marker label_studio): a
 # real Label Studio with `ihp-rt serve` as its ML backend. Too slow for scripts/test.sh's budget,
-# so .ci/run runs it after the main suite. Needs .venv (scripts/test.sh makes it).
+# so .ci/run runs it after the main suite. Needs .venv (scripts/test.sh makes it) and the openssl
+# command (tests/tls_loopback.py makes the CA of the https stand-in for a cloud bucket with it).
 #
 # Label Studio is installed first, outside pytest's per-test timeout, into its cached venv;
 # an install that fails fails this script (on CI as anywhere: it was asked for by name).
