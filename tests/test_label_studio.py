@@ -39,7 +39,7 @@ from ihp_rt.serving.label_studio.label_config import parse_config
 from ihp_rt.serving.label_studio.tasks import TaskSessions
 from ihp_rt.serving.label_studio.tokens import EXPIRY_MARGIN_S, AccessTokens, jwt_claims
 from ihp_rt.session import Session, SharedBackend
-from tests.tls_loopback import Certificates, loopback_server, make_certificates
+from tests.tls_loopback import Certificates, loopback_server, make_certificates, reply
 
 
 def label_config(names: tuple[str, ...] = ("hair", "upper-clothes", "face")) -> str:
@@ -137,10 +137,7 @@ def trusted(certificates, monkeypatch) -> None:
 
 
 def redirect(handler: BaseHTTPRequestHandler, code: int, location: str) -> None:
-    handler.send_response(code)
-    handler.send_header("Location", location)
-    handler.send_header("Content-Length", "0")
-    handler.end_headers()
+    reply(handler, code, Location=location)
 
 
 @pytest.fixture(scope="module")
@@ -160,11 +157,7 @@ def bucket(photo_png, certificates):
             elif path == "/away":
                 redirect(self, 307, unquote(query.split("=", 1)[1]))
             elif path == "/ihp-bucket/photo.png" and "X-Amz-Signature=" in query:
-                self.send_response(200)
-                self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(photo_png)))
-                self.end_headers()
-                self.wfile.write(photo_png)
+                reply(self, 200, photo_png, "image/png")
             else:
                 self.send_error(403)  # S3's AccessDenied for an unsigned or unknown key
 

@@ -56,7 +56,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import EXAMPLES, REPO
-from tests.tls_loopback import Certificates, loopback_server, make_certificates
+from tests.tls_loopback import Certificates, loopback_server, make_certificates, reply
 
 httpx = pytest.importorskip("httpx", reason="the dev extra (httpx) is not installed")
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
@@ -185,11 +185,7 @@ def bucket(certificates) -> Iterator[Bucket]:
             gets.append((self.path, self.headers.get("Authorization")))
             path, _, query = self.path.partition("?")
             if path == f"/{BUCKET}/{PHOTO.name}" and "X-Amz-Signature=" in query:
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(photo)))
-                self.end_headers()
-                self.wfile.write(photo)
+                reply(self, 200, photo, "image/jpeg")
             else:
                 self.send_error(403)
 

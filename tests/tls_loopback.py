@@ -51,6 +51,16 @@ def make_certificates(folder: Path) -> Certificates:
     return Certificates(ca, cert, key)
 
 
+def reply(handler: BaseHTTPRequestHandler, code: int, body: bytes = b"", content_type: str = "application/json",
+          **headers: str) -> None:
+    """Answer a stand-in's request: status, headers (``Content_Type`` style names), body."""
+    handler.send_response(code)
+    for name, value in {"Content_Type": content_type, **headers, "Content_Length": str(len(body))}.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 @contextlib.contextmanager
 def loopback_server(handler: type[BaseHTTPRequestHandler], tls: Certificates | None = None) -> Iterator[str]:
     """Serve ``handler`` on a free loopback port (https with ``tls``); yields its base URL,
