@@ -482,7 +482,7 @@ def section_cuda_graph(ctx: Context) -> dict:
                 graphed.set_image(picture)
             current = clicks[(i // per_image) * per_image: i + 1]
             started = time.perf_counter()
-            eager = backend.predict(current)
+            eager = backend.predict(current).labels
             t1 = time.perf_counter()
             graphed.predict_eager(current)
             t2 = time.perf_counter()

@@ -22,6 +22,7 @@ import numpy as np
 from ihp_rt.backends.base import Backend
 from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS, enforce_clicks
 from ihp_rt.clicks import Click, make_click
+from ihp_rt.correction import Pass, PassCache, correct, network_clicks
 from ihp_rt.errors import InputError
 from ihp_rt.geometry import Letterbox, prepare_image
 from ihp_rt.images import check_image
@@ -42,6 +43,8 @@ class Prediction:
     latency_ms: float
 
 
+PASS_CACHE_BYTES = 128 * 2**20  # a correction pass of the default model holds ~1.1 MB, a network pass ~3 MB
+
 # id(backend) -> its live SharedBackend. Weak *values*: a wrapper holds its backend, so a
 # weak-key map (backend -> wrapper) would keep every backend alive through its own value.
 # The id cannot be reused while the wrapper lives, since the wrapper keeps the backend.
@@ -59,14 +62,19 @@ class SharedBackend:
     A backend holds one image in its input buffer; ``_loaded`` remembers which session's
     image that is (by identity of its pre-processed array), so switching sessions costs one
     buffer copy and staying with a session costs nothing.
+
+    With a correction head, ``passes`` keeps recent passes (:mod:`ihp_rt.correction`): a click
+    after a cached click list costs one head run, and a list not seen here is replayed from its
+    network pass.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, cache_bytes: int = PASS_CACHE_BYTES) -> None:
         if _live_wrapper(backend) is not None:  # a second wrapper would believe its own last image is loaded
             raise ValueError("this backend is already shared: use SharedBackend.of(backend)")
         self.backend = backend
         self._lock = threading.Lock()
         self._loaded: np.ndarray | None = None
+        self.passes = PassCache(cache_bytes)
         _SHARED[id(backend)] = self
 
     @classmethod
@@ -83,10 +91,25 @@ class SharedBackend:
             self.backend.set_image(image)
             self._loaded = image
 
-    def predict(self, image: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, image: np.ndarray, clicks: np.ndarray) -> Pass:
+        """The pass of (K, 3) model-frame ``clicks`` on ``image``."""
         with self._lock:
-            self._load(image)
-            return self.backend.predict(clicks)
+            head = self.backend.corrector
+            if head is None:
+                self._load(image)
+                return self.backend.predict(clicks)
+            start, count = network_clicks(clicks), len(clicks)
+            # the longest cached list the rest can continue from, down to the network's own
+            while (done := self.passes.get(image, clicks[:count])) is None and count > start:
+                count -= 1
+            if done is None:
+                self._load(image)
+                done = self.backend.predict(clicks[:start])
+                self.passes.put(image, clicks[:start], done)
+            for end in range(count + 1, len(clicks) + 1):
+                done = correct(done, clicks[:end], head)
+                self.passes.put(image, clicks[:end], done)
+            return done
 
 
 class Session:
@@ -179,5 +202,5 @@ def predict_mask(engine: SharedBackend, box: Letterbox, image: np.ndarray, click
     The one place a mask is made (Session and the server's tentative click lists both call it)."""
     start = time.perf_counter()
     model_clicks = box.clicks_to_model(list(clicks))
-    labels = enforce_clicks(engine.predict(image, model_clicks), model_clicks, click_radius)
+    labels = enforce_clicks(engine.predict(image, model_clicks).labels, model_clicks, click_radius)
     return Prediction(box.labels_to_image(labels), clicks, engine.backend.name, (time.perf_counter() - start) * 1e3)

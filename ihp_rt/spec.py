@@ -12,14 +12,18 @@ from ihp_rt.errors import ModelError
 from ihp_rt.labels import LabelSet, get_label_set
 
 # 2 added map_entry and map_scale; a version-1 spec means ("concat", 1.0), as those models ran.
-SPEC_VERSION = 2
-SUPPORTED_SPEC_VERSIONS = (1, 2)
+# 3 added correction_head; versions 1 and 2 have none.
+SPEC_VERSION = 3
+SUPPORTED_SPEC_VERSIONS = (1, 2, 3)
 MAP_ENTRIES = ("concat", "branch")
 # Keys of the ONNX metadata_props an exported model carries (see export/to_onnx.py).
 ONNX_SPEC_KEY = "ihp_rt.spec"
 ONNX_OUTPUT_KEY = "ihp_rt.output"
 ONNX_VERSION_KEY = "ihp_rt.version"
 ONNX_PRECISION_KEY = "ihp_rt.precision"
+ONNX_HEAD_KEY = "ihp_rt.correction_head"  # the correction head's own ONNX graph, base64 (export/to_onnx.py)
+ONNX_HEAD_OUTPUTS = ("coarse", "features")  # what the network's graph adds for a model with a correction head
+ONNX_HEAD_INPUTS = ("features", "coarse", "clicks", "origin")  # the head graph's inputs, in CorrectionHead's order
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -42,6 +46,7 @@ class ModelSpec:
     model_version: str = "untrained"
     map_entry: str = "concat"  # how the click maps enter the first layer (ihp_rt/model/input_stem.py)
     map_scale: float = 1.0  # units the maps are learned in: the network sees maps * map_scale
+    correction_head: bool = False  # corrections run the head on a window (ihp_rt/model/correction_head.py)
 
     def __post_init__(self) -> None:
         if not 32 <= self.input_size <= 2048:
@@ -76,6 +81,7 @@ class ModelSpec:
             "model_version": self.model_version,
             "map_entry": self.map_entry,
             "map_scale": self.map_scale,
+            "correction_head": self.correction_head,
         }
 
     @classmethod
@@ -86,6 +92,8 @@ class ModelSpec:
                              f"{', '.join(map(str, SUPPORTED_SPEC_VERSIONS))}); upgrade ihp-rt")
         if version == 1 and ("map_entry" in d or "map_scale" in d):
             raise ModelError("malformed model spec: version 1 has no map_entry / map_scale")
+        if version < 3 and "correction_head" in d:
+            raise ModelError(f"malformed model spec: version {version} has no correction_head")
         try:
             return cls(
                 labels=LabelSet.from_dict(d["labels"]),
@@ -98,6 +106,14 @@ class ModelSpec:
                 model_version=str(d["model_version"]),
                 map_entry=str(d.get("map_entry", "concat")) if version == 1 else str(d["map_entry"]),
                 map_scale=float(d.get("map_scale", 1.0)) if version == 1 else float(d["map_scale"]),
+                correction_head=_flag(d["correction_head"]) if version >= 3 else False,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"malformed model spec: {e!r}") from None
+
+
+def _flag(value: object) -> bool:
+    """A JSON boolean, refused otherwise: bool("false") would read as True."""
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value

@@ -86,6 +86,9 @@ DOCUMENTED = {
     "IExecutionContext.set_input_shape": ("name", "shape"),  # [core] "name"_a, "shape"_a
     "IExecutionContext.set_tensor_address": ("name", "memory"),  # [core] "name"_a, "memory"_a
     "IExecutionContext.execute_async_v3": ("stream_handle",),  # [core] "stream_handle"_a
+    # [core] .def("get_tensor_shape", &IExecutionContext::getTensorShape, "name"_a); [docs] latest/_static/
+    # python-api/infer/Core/ExecutionContext.html: "get_tensor_shape(self, name: str) -> tensorrt.Dims"
+    "IExecutionContext.get_tensor_shape": ("name",),
 }
 
 # The parameters above that have a default, with it ([core]/[onnx]: the `= ...` of the entries):
@@ -326,6 +329,16 @@ def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False, fail_pa
             self.addresses[name] = int(memory)
             return True
 
+        def get_tensor_shape(self, name: str) -> tuple:
+            """An input's shape as set; an output's as the graph gives it for the inputs set (found by
+            running the graph once on zeros: the stand-in has no shape inference of its own)."""
+            calls.append(("IExecutionContext.get_tensor_shape", name))
+            if name in self.shapes:
+                return self.shapes[name]
+            feeds = {n: np.zeros(self.shapes[n], np.float32) for n in self.engine.inputs}
+            results = dict(zip(self.engine.outputs, self.engine.session.run(None, feeds), strict=True))
+            return tuple(results[name].shape)
+
         def execute_async_v3(self, stream_handle: int) -> bool:
             calls.append(("IExecutionContext.execute_async_v3", stream_handle))
             if set(self.addresses) != set(self.engine.inputs) | set(self.engine.outputs):
@@ -336,9 +349,9 @@ def make_tensorrt(version: str = "11.4.0.106", fail_build: bool = False, fail_pa
                 pointer = ctypes.cast(self.addresses[name], ctypes.POINTER(ctypes.c_float))
                 feeds[name] = np.ctypeslib.as_array(pointer, shape=shape).copy()
             results = self.engine.session.run(None, feeds)
-            for name, value in zip(self.engine.outputs, results, strict=True):
+            for name, value in zip(self.engine.outputs, results, strict=True):  # byte for byte, any dtype
                 pointer = ctypes.cast(self.addresses[name], ctypes.POINTER(ctypes.c_uint8))
-                np.ctypeslib.as_array(pointer, shape=value.shape)[...] = value
+                np.ctypeslib.as_array(pointer, shape=(value.nbytes,))[...] = np.frombuffer(value.tobytes(), np.uint8)
             module.executions.append({"stream": stream_handle, "inputs": feeds})
             return True
 

@@ -238,7 +238,7 @@ def test_ort_cuda_binds_a_device_input_and_only_the_maps_change_per_click(monkey
     for k in (2, 9):
         cp.transfers.clear()
         clicks = random_clicks(rng, k, spec.num_classes, size, size)
-        mask = backend.predict(clicks)
+        mask = backend.predict(clicks).labels
         assert [t[:2] for t in cp.transfers] == [("to_device", clicks.nbytes)]  # the clicks, not 20 MB of input
         maps = encode_reference(clicks, spec.num_classes, size, size, spec.cap)
         expected = session.run(None, {"input": np.concatenate([image, maps])[None]})[0][0]
@@ -256,7 +256,7 @@ def test_ort_cuda_without_cupy_binds_host_memory_and_says_so(monkeypatch, onnx_f
     assert fake.bindings[0] == ("bind_cpu_input", "input", (1, 23, size, size))
     assert "copied whole to the GPU on every click" in backend.choice
     backend.set_image(rng.standard_normal((3, size, size)).astype(np.float32))
-    assert backend.predict(random_clicks(rng, 3, backend.spec.num_classes, size, size)).shape == (size, size)
+    assert backend.predict(random_clicks(rng, 3, backend.spec.num_classes, size, size)).labels.shape == (size, size)
 
 
 def test_ort_cuda_whose_provider_fails_to_load_runs_on_cpu_and_says_so(monkeypatch, onnx_file, rng) -> None:
@@ -280,7 +280,7 @@ def test_ort_cuda_whose_provider_fails_to_load_runs_on_cpu_and_says_so(monkeypat
     maps = encode_reference(clicks, spec.num_classes, size, size, spec.cap)
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     expected = session.run(None, {"input": np.concatenate([image, maps])[None]})[0][0]
-    assert np.array_equal(backend.predict(clicks), expected)
+    assert np.array_equal(backend.predict(clicks).labels, expected)
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # auto: no TensorRT, ONNX Runtime offers CUDA
     chosen = open_backend(onnx_file)
@@ -355,5 +355,5 @@ def test_ort_cuda_runs_on_cupys_current_device_not_device_0(monkeypatch, onnx_fi
     size = backend.spec.input_size
     backend.set_image(rng.standard_normal((3, size, size)).astype(np.float32))
     clicks = random_clicks(rng, 4, backend.spec.num_classes, size, size)
-    assert backend.predict(clicks).shape == (size, size)  # the stand-in kernel checks the device
+    assert backend.predict(clicks).labels.shape == (size, size)  # the stand-in kernel checks the device
     assert cp.cuda.Device().id == 0  # and the caller's current device is left as it was

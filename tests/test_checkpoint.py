@@ -90,7 +90,7 @@ def test_spec_version_1_files_keep_their_behaviour_and_unknown_versions_are_refu
     model = build_model(spec, seed=2).eval()
     path = save_checkpoint(tmp_path / "v2.pt", model, spec)
     payload = torch.load(path, weights_only=True)
-    old = {k: v for k, v in payload["spec"].items() if k not in ("map_entry", "map_scale")}
+    old = {k: v for k, v in payload["spec"].items() if k not in ("map_entry", "map_scale", "correction_head")}
     torch.save({**payload, "spec": {**old, "spec_version": 1}}, tmp_path / "v1.pt")
     loaded = load_checkpoint(tmp_path / "v1.pt")
     assert (loaded.spec.map_entry, loaded.spec.map_scale) == ("concat", 1.0) and loaded.spec == spec
@@ -98,10 +98,11 @@ def test_spec_version_1_files_keep_their_behaviour_and_unknown_versions_are_refu
     x[:, 3:] *= 255
     with torch.inference_mode():
         assert torch.equal(loaded.model(x), model(x))
-    torch.save({**payload, "spec": {**payload["spec"], "spec_version": 3}}, tmp_path / "v3.pt")
-    with pytest.raises(ModelError, match="spec version 3 is not supported"):
-        load_checkpoint(tmp_path / "v3.pt")
-    torch.save({**payload, "spec": {**payload["spec"], "spec_version": 1}}, tmp_path / "v1bad.pt")
+    torch.save({**payload, "spec": {**payload["spec"], "spec_version": 4}}, tmp_path / "v4.pt")
+    with pytest.raises(ModelError, match="spec version 4 is not supported"):
+        load_checkpoint(tmp_path / "v4.pt")
+    v1bad = {k: v for k, v in payload["spec"].items() if k != "correction_head"}
+    torch.save({**payload, "spec": {**v1bad, "spec_version": 1}}, tmp_path / "v1bad.pt")
     with pytest.raises(ModelError, match="version 1 has no map_entry"):
         load_checkpoint(tmp_path / "v1bad.pt")
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from ihp_rt.cli import main
+from ihp_rt.correction import Pass
 from ihp_rt.data import Sample
 from ihp_rt.evaluation.runner import evaluate
 from ihp_rt.labels import get_label_set
@@ -41,9 +42,9 @@ class SwitchingBackend(OracleBackend):
     def set_image(self, image: np.ndarray) -> None:
         self.image += 1
 
-    def predict(self, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, clicks: np.ndarray) -> Pass:
         truth = self.truths[self.image]
-        return truth if len(clicks) >= self.need else np.zeros_like(truth)
+        return Pass(truth if len(clicks) >= self.need else np.zeros_like(truth))
 
 
 def two_images() -> list[np.ndarray]:
@@ -58,7 +59,7 @@ def two_images() -> list[np.ndarray]:
 def test_perfect_predictor_add_zero_avg_is_initial_clicks_per_part() -> None:
     truths = two_images()
     backend = OracleBackend(truths[0])
-    backend.predict = lambda clicks: truths[backend.calls - 1]  # one predict per image for a perfect run
+    backend.predict = lambda clicks: Pass(truths[backend.calls - 1])  # one predict per image for a perfect run
 
     def counting_set_image(image, b=backend):
         b.calls += 1

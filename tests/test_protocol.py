@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from ihp_rt.correction import Pass
 from ihp_rt.data import Sample
 from ihp_rt.evaluation import confusion_matrix, interactive_run, iou_per_class, mean_iou
 from ihp_rt.labels import get_label_set
@@ -17,6 +18,7 @@ class OracleBackend:
 
     name = "oracle"
     spec = SPEC
+    corrector = None  # every click runs the "network"
 
     def __init__(self, truth: np.ndarray) -> None:
         self.truth = truth
@@ -25,21 +27,21 @@ class OracleBackend:
     def set_image(self, image: np.ndarray) -> None:
         pass
 
-    def predict(self, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, clicks: np.ndarray) -> Pass:
         self.calls += 1
-        return self.truth
+        return Pass(self.truth)
 
 
 class NearestClickBackend(OracleBackend):
     """Labels every pixel with the label of its nearest click (background without clicks)."""
 
-    def predict(self, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, clicks: np.ndarray) -> Pass:
         self.calls += 1
         if not len(clicks):
-            return np.zeros_like(self.truth)
+            return Pass(np.zeros_like(self.truth))
         yy, xx = np.mgrid[: self.truth.shape[0], : self.truth.shape[1]]
         d = (yy[None] - clicks[:, 1, None, None]) ** 2 + (xx[None] - clicks[:, 0, None, None]) ** 2
-        return clicks[np.argmin(d, axis=0), 2].astype(np.uint8)
+        return Pass(clicks[np.argmin(d, axis=0), 2].astype(np.uint8))
 
 
 def toy_truth() -> np.ndarray:

@@ -18,6 +18,7 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 from fastapi.testclient import TestClient
 
 from ihp_rt.backends import open_backend
+from ihp_rt.correction import Pass
 from ihp_rt.serving import ServeConfig, decode_label_rle, encode_label_rle
 from ihp_rt.serving.app import create_app
 from ihp_rt.session import Session, SharedBackend
@@ -357,11 +358,12 @@ class FlakyBackend:
     def __init__(self, backend) -> None:
         self.inner, self.failure = backend, None
         self.name, self.spec, self.choice, self.timings = backend.name, backend.spec, backend.choice, {}
+        self.corrector = backend.corrector
 
     def set_image(self, image: np.ndarray) -> None:
         self.inner.set_image(image)
 
-    def predict(self, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, clicks: np.ndarray) -> Pass:
         if self.failure is not None:
             raise self.failure
         return self.inner.predict(clicks)

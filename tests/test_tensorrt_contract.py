@@ -275,7 +275,8 @@ def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_ma
     assert backend.name == "tensorrt-fp32"
     assert "FP32 engine" in backend.choice and "--precision fp16" in backend.choice
     addresses = {c[1]: c[2] for c in calls(trt, "IExecutionContext.set_tensor_address")}
-    assert addresses == {"input": backend._input.data.ptr, "labels": backend._output.data.ptr}
+    assert addresses == {"input": backend._input.data.ptr, "labels": backend._outputs["labels"].data.ptr}
+    assert backend.corrector is None  # no correction head: every click runs the engine
     assert calls(trt, "IExecutionContext.set_input_shape") == [("IExecutionContext.set_input_shape", "input",
                                                                 (1, 23, size, size))]
     cp.transfers.clear()
@@ -286,7 +287,7 @@ def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_ma
     for k in (1, 5, 12):
         cp.transfers.clear()
         clicks = random_clicks(rng, k, spec.num_classes, size, size)
-        mask = backend.predict(clicks)
+        mask = backend.predict(clicks).labels
         assert np.array_equal(mask, reference_mask(exports["fp32"], image, clicks, spec))
         # per click: the clicks go up, the uint8 mask comes down, nothing else crosses
         assert cp.transfers == [("to_device", clicks.nbytes, backend._stream.ptr),
@@ -306,13 +307,13 @@ def test_runner_works_on_its_own_device_from_any_thread(monkeypatch, tmp_path, e
     _, cp = install(monkeypatch, tmp_path, device_count=2)
     cp.cuda.Device(1).use()
     backend = open_backend(exports["fp32"], "tensorrt")
-    assert backend._input.device.id == backend._output.device.id == 1
+    assert backend._input.device.id == backend._outputs["labels"].device.id == 1
     cp.cuda.Device(0).use()  # as in another thread of a server
     spec, size = backend.spec, backend.spec.input_size
     image = rng.standard_normal((3, size, size)).astype(np.float32)
     backend.set_image(image)
     clicks = random_clicks(rng, 6, spec.num_classes, size, size)
-    assert np.array_equal(backend.predict(clicks), reference_mask(exports["fp32"], image, clicks, spec))
+    assert np.array_equal(backend.predict(clicks).labels, reference_mask(exports["fp32"], image, clicks, spec))
     assert cp.cuda.Device().id == 0  # the caller's current device is left as it was
 
 
@@ -353,7 +354,7 @@ def test_auto_opens_tensorrt_and_builds_fp16_from_an_fp16_export(monkeypatch, tm
     image = rng.standard_normal((3, size, size)).astype(np.float32)
     backend.set_image(image)
     clicks = random_clicks(rng, 4, backend.spec.num_classes, size, size)
-    assert np.array_equal(backend.predict(clicks), reference_mask(exports["fp16"], image, clicks, backend.spec))
+    assert np.array_equal(backend.predict(clicks).labels, reference_mask(exports["fp16"], image, clicks, backend.spec))
     assert isinstance(read_sidecar(next((tmp_path / "cache" / "engines").glob("*.engine"))), EngineInfo)
 
 
@@ -445,3 +446,47 @@ def test_workers_starting_together_share_one_build_and_a_matching_pair(tmp_path,
     assert sum(o[2] for o in outcomes) == 1  # one build; the other worker reused it
     [engine] = (tmp_path / "cache" / "engines").glob("*.engine")
     assert read_sidecar(engine).engine_sha256 == hashlib.sha256(engine.read_bytes()).hexdigest()
+
+
+def test_a_model_with_a_correction_head_brings_its_head_and_logits_back(monkeypatch, tmp_path, rng) -> None:
+    """The engine binds and copies back the stride-4 logits and features besides the mask; the
+    head's graph travels in the sidecar, so a .engine opened alone corrects like ONNX Runtime."""
+    import dataclasses
+
+    import torch
+
+    from ihp_rt.correction import correct
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.model import Checkpoint, build_model
+    from ihp_rt.spec import ModelSpec
+
+    spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=96, correction_head=True)
+    model = build_model(spec, seed=0).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.correction.out.weight, std=0.05)  # so that a correction changes the mask
+    onnx_path = export_onnx(Checkpoint(model, spec), tmp_path / "head.onnx")
+    trt, cp = install(monkeypatch, tmp_path)
+    engine, reference = open_backend(onnx_path, "tensorrt"), open_backend(onnx_path, "onnxruntime")
+    size = spec.input_size
+    assert {c[1] for c in calls(trt, "IExecutionContext.set_tensor_address")} == {"input", "labels", "coarse",
+                                                                                  "features"}
+    image = rng.standard_normal((3, size, size)).astype(np.float32)
+    for backend in (engine, reference):
+        backend.set_image(image)
+    clicks = random_clicks(rng, 4, spec.num_classes, size, size)
+    cp.transfers.clear()
+    ours, theirs = engine.predict(clicks[:3]), reference.predict(clicks[:3])
+    assert [t[1] for t in cp.transfers[1:]] == [size * size, ours.coarse.nbytes, ours.features.nbytes]
+    assert np.array_equal(ours.labels, theirs.labels)
+    assert np.allclose(ours.coarse, theirs.coarse, atol=1e-4) and np.allclose(ours.features, theirs.features,
+                                                                              atol=1e-4)
+    corrected = correct(ours, clicks, engine.corrector)
+    assert not np.array_equal(corrected.labels, ours.labels)
+    assert np.array_equal(corrected.labels, correct(theirs, clicks, reference.corrector).labels)
+    sidecar = read_sidecar(engine._path)
+    assert sidecar.head is not None
+    headless = tmp_path / "headless.engine"
+    headless.write_bytes(engine._path.read_bytes())
+    sidecar_path(headless).write_text(json.dumps({**dataclasses.asdict(sidecar), "head": None}))
+    with pytest.raises(ModelError, match="sidecar does not carry it"):
+        open_backend(headless, "tensorrt")

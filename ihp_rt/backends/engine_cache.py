@@ -50,6 +50,7 @@ class EngineInfo:
     spec: dict
     output: str
     engine_sha256: str | None = None
+    head: str | None = None  # the correction head's graph (base64), carried from the ONNX metadata
 
     def key(self) -> str:
         """Cache key: ONNX content + TensorRT version + GPU model and architecture + precision."""

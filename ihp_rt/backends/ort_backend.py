@@ -20,6 +20,7 @@ paid again per click. Graphs that do not start with a plain convolution run whol
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -32,9 +33,18 @@ import numpy as np
 
 from ihp_rt.backends.base import cupy_with_click_kernel, one_line
 from ihp_rt.backends.stem import SplitGraph, patch_stem, split_after_stem
+from ihp_rt.correction import Pass
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.errors import BackendError, ModelError
-from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_PRECISION_KEY, ONNX_SPEC_KEY, ModelSpec
+from ihp_rt.spec import (
+    ONNX_HEAD_INPUTS,
+    ONNX_HEAD_KEY,
+    ONNX_HEAD_OUTPUTS,
+    ONNX_OUTPUT_KEY,
+    ONNX_PRECISION_KEY,
+    ONNX_SPEC_KEY,
+    ModelSpec,
+)
 
 SPLIT_MAX_BYTES = 64 * 2**20  # see OrtBackend._split
 STEM_CACHE = 16  # images whose first-layer output is kept (3.6 MB each for the default model at 473 px)
@@ -107,6 +117,36 @@ class _CudaInput:
             self.stream.synchronize()
 
 
+class OrtCorrector:
+    """The correction head's own graph on ONNX Runtime's CPU provider, whatever runs the network:
+    a few small convolutions over a window, which a GPU backend would not win back from two
+    transfers per click."""
+
+    def __init__(self, graph: bytes, threads: int, origin: str) -> None:
+        ort = _ort()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"{origin}: its correction head does not load: {one_line(e)}") from None
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], spec: ModelSpec, threads: int, origin: str) -> OrtCorrector | None:
+        """The head a model's metadata carries, None for a model without one; a model whose spec
+        has a head and whose metadata lacks it is refused."""
+        if not spec.correction_head:
+            return None
+        if ONNX_HEAD_KEY not in meta:
+            raise ModelError(f"{origin}: the model has a correction head but its file does not carry it; "
+                             "export it again with `ihp-rt export`")
+        return cls(base64.b64decode(meta[ONNX_HEAD_KEY]), threads, origin)
+
+    def __call__(self, features: np.ndarray, coarse: np.ndarray, clicks: np.ndarray,
+                 origin: np.ndarray) -> np.ndarray:
+        return self.session.run(None, dict(zip(ONNX_HEAD_INPUTS, (features, coarse, clicks, origin), strict=True)))[0]
+
+
 def _not_loadable(path: Path, error: Exception) -> ModelError:
     """One line naming the file, whichever library (onnx or onnxruntime) failed to read it."""
     return ModelError(f"{path} is not a loadable ONNX model: {one_line(error)}")
@@ -163,7 +203,9 @@ class OrtBackend:
         else:
             self._input = np.zeros((1, self.spec.in_channels, size, size), dtype=np.float32)
             self._binding.bind_cpu_input("input", self._input)
-        self._binding.bind_output(self.output)
+        self.corrector = OrtCorrector.from_metadata(meta, self.spec, options.intra_op_num_threads, str(path))
+        for name in (self.output, *(ONNX_HEAD_OUTPUTS if self.corrector else ())):
+            self._binding.bind_output(name)
         self._stem_conv = split.stem if split else None
         if split is not None:
             stem_options = ort.SessionOptions()  # runs once per image: its threads must not spin beside the body's
@@ -235,9 +277,9 @@ class OrtBackend:
             patch_stem(self._stem_conv, self._base, self._maps, clicks, cap, out=self._stem[0])
         self.session.run_with_iobinding(self._binding)
         t2 = time.perf_counter()
-        result = self._binding.copy_outputs_to_cpu()[0][0]
+        first, *extra = (output[0] for output in self._binding.copy_outputs_to_cpu())
         if self.output != "labels":
-            result = result.argmax(0).astype(np.uint8)
+            first = first.argmax(0).astype(np.uint8)
         t3 = time.perf_counter()
         self.timings = {"encode_ms": (t1 - t0) * 1e3, "network_ms": (t2 - t1) * 1e3, "download_ms": (t3 - t2) * 1e3}
-        return result
+        return Pass(first, *extra)

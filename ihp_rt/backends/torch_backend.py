@@ -9,9 +9,11 @@ import time
 import numpy as np
 import torch
 
+from ihp_rt.correction import Pass
 from ihp_rt.encoding.torch_encoding import encode_torch
 from ihp_rt.errors import BackendError
 from ihp_rt.model.checkpoint import Checkpoint
+from ihp_rt.model.correction_head import CorrectionHead
 
 
 def cuda_available() -> bool:
@@ -36,6 +38,7 @@ class TorchBackend:
         size = self.spec.input_size
         self._input = torch.zeros((1, self.spec.in_channels, size, size), device=self.device)
         self.timings: dict[str, float] = {}
+        self.corrector = TorchCorrector(self.model.correction, self.dtype) if self.spec.correction_head else None
 
     def set_image(self, image: np.ndarray) -> None:
         self._input[0, :3].copy_(torch.from_numpy(image))
@@ -46,15 +49,35 @@ class TorchBackend:
         return time.perf_counter()
 
     @torch.inference_mode()
-    def predict(self, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, clicks: np.ndarray) -> Pass:
         size = self.spec.input_size
         t0 = time.perf_counter()
         encode_torch(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self._input[0, 3:])
         t1 = self._sync()
-        labels = self.model(self._input.to(self.dtype, memory_format=torch.channels_last))[0].argmax(0)
-        labels = labels.to(torch.uint8)
+        x = self._input.to(self.dtype, memory_format=torch.channels_last)
+        if self.corrector is None:
+            logits, extra = self.model(x), ()
+        else:
+            logits, *extra = self.model.full_pass(x)
+        labels = logits[0].argmax(0).to(torch.uint8)
         t2 = self._sync()
-        out = labels.cpu().numpy()
+        result = Pass(labels.cpu().numpy(), *(e[0].float().cpu().numpy() for e in extra))
         t3 = time.perf_counter()
         self.timings = {"encode_ms": (t1 - t0) * 1e3, "network_ms": (t2 - t1) * 1e3, "download_ms": (t3 - t2) * 1e3}
-        return out
+        return result
+
+
+class TorchCorrector:
+    """The correction head in PyTorch, on the network's device and precision; host arrays in and out."""
+
+    def __init__(self, head: CorrectionHead, dtype: torch.dtype) -> None:
+        self.head, self.dtype = head, dtype
+        self.device = next(head.parameters()).device
+
+    @torch.inference_mode()
+    def __call__(self, features: np.ndarray, coarse: np.ndarray, clicks: np.ndarray,
+                 origin: np.ndarray) -> np.ndarray:
+        def put(array: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(array).to(self.device, self.dtype)
+
+        return self.head(put(features), put(coarse), put(clicks), put(origin)).float().cpu().numpy()

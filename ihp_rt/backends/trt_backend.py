@@ -15,7 +15,10 @@ Running. Device memory, the stream and the click-encoding kernel all belong to C
 library, one context). Per image the normalised RGB is uploaded once into channels 0..2 of the
 engine's input buffer; per click the CuPy kernel writes the maps straight into channels 3.. of
 that same buffer, the engine runs with ``execute_async_v3`` on our stream (arg-max inside the
-graph), and only the uint8 mask is copied back, into pinned host memory. An execution that
+graph), and only the uint8 mask is copied back, into pinned host memory -- with, for a model with
+a correction head, the stride-4 logits and features its corrections read: those run the head's
+own small graph on the host (:class:`~ihp_rt.backends.ort_backend.OrtCorrector`), which the
+sidecar carries from the .onnx. An execution that
 fails is the engine's fault, which retrying the click does not fix: ModelError (a server's 500),
 not BackendError (its 503 with Retry-After).
 
@@ -25,8 +28,10 @@ against a stand-in that follows the documented TensorRT Python API.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +52,10 @@ from ihp_rt.backends.engine_cache import (
     timing_cache_path,
     write_engine,
 )
+from ihp_rt.backends.ort_backend import OrtCorrector
+from ihp_rt.correction import Pass
 from ihp_rt.errors import BackendError, IhpError, ModelError
-from ihp_rt.spec import ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ModelSpec
+from ihp_rt.spec import ONNX_HEAD_KEY, ONNX_HEAD_OUTPUTS, ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +82,13 @@ def onnx_precision(model) -> str:
     return "fp16" if types == {onnx.TensorProto.FLOAT16} else "fp32"
 
 
-def read_onnx_spec(model, path: Path) -> tuple[ModelSpec, str]:
+def read_onnx_spec(model, path: Path) -> tuple[ModelSpec, str, str | None]:
+    """(spec, output, correction head graph in base64 or None) from an exported graph's metadata."""
     meta = {p.key: p.value for p in model.metadata_props}
     if ONNX_SPEC_KEY not in meta:
         raise ModelError(f"{path} has no ihp-rt metadata; export it with `ihp-rt export`")
-    return ModelSpec.from_dict(json.loads(meta[ONNX_SPEC_KEY])), meta.get(ONNX_OUTPUT_KEY, OUTPUT)
+    return ModelSpec.from_dict(json.loads(meta[ONNX_SPEC_KEY])), meta.get(ONNX_OUTPUT_KEY, OUTPUT), meta.get(
+        ONNX_HEAD_KEY)
 
 
 def gpu_identity() -> tuple[str, str]:
@@ -198,11 +207,11 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
         model = onnx.load(str(onnx_path))
     except Exception as e:  # DecodeError and the like: no engine could read this file
         raise ModelError(f"{onnx_path} is not a loadable ONNX model: {one_line(e)}") from None
-    spec, output = read_onnx_spec(model, onnx_path)
+    spec, output, head = read_onnx_spec(model, onnx_path)
     plan = plan_build(trt, onnx_precision(model), fp16)
     gpu, capability = gpu_identity()
     wanted = EngineInfo(file_sha256(onnx_path), trt.__version__, gpu, capability, plan.precision, spec.to_dict(),
-                        output)
+                        output, head=head)
     engine_path = Path(engine_path) if engine_path else cache_dir() / f"{wanted.key()}.engine"
     with engine_lock(engine_path):  # N workers starting together: one builds, the others reuse its engine
         reused = reusable_engine(engine_path, wanted)
@@ -292,12 +301,22 @@ class TensorRTBackend:
         self._stream = cp.cuda.Stream(non_blocking=True)
         size, spec = self.spec.input_size, self.spec
         self._input = cp.zeros((1, spec.in_channels, size, size), dtype=cp.float32)
-        self._output = cp.empty((1, size, size), dtype=cp.uint8)
-        self._host = cp.cuda.alloc_pinned_memory(self._output.nbytes)
-        self._host_view = np.frombuffer(self._host, dtype=np.uint8, count=self._output.size).reshape(1, size, size)
         if not self._context.set_input_shape(INPUT, self._input.shape):
             raise ModelError(f"{path} does not accept input shape {self._input.shape}")
-        for name, buffer in ((INPUT, self._input), (OUTPUT, self._output)):
+        self.corrector = None
+        outputs = {OUTPUT: cp.uint8}
+        if spec.correction_head:  # the stride-4 logits and features go to the host with the mask
+            if info.head is None:
+                raise ModelError(f"{path}: the model has a correction head but its engine sidecar does not carry it; "
+                                 "rebuild the engine from the .onnx with this ihp-rt")
+            self.corrector = OrtCorrector(base64.b64decode(info.head), os.cpu_count() or 1, str(path))
+            outputs |= dict.fromkeys(ONNX_HEAD_OUTPUTS, cp.float32)
+        self._outputs = {name: cp.empty(tuple(self._context.get_tensor_shape(name)), dtype=dtype)
+                         for name, dtype in outputs.items()}
+        self._host = {name: cp.cuda.alloc_pinned_memory(buffer.nbytes) for name, buffer in self._outputs.items()}
+        self._host_view = {name: np.frombuffer(self._host[name], dtype=buffer.dtype, count=buffer.size
+                                               ).reshape(buffer.shape) for name, buffer in self._outputs.items()}
+        for name, buffer in ((INPUT, self._input), *self._outputs.items()):
             if not self._context.set_tensor_address(name, int(buffer.data.ptr)):
                 raise ModelError(f"{path} has no tensor {name!r} to bind")
 
@@ -306,7 +325,7 @@ class TensorRTBackend:
         with self._cp.cuda.Device(self._device_id):
             self._input[0, :3].set(np.ascontiguousarray(image, dtype=np.float32), stream=self._stream)
 
-    def predict(self, clicks: np.ndarray) -> np.ndarray:
+    def predict(self, clicks: np.ndarray) -> Pass:
         with self._cp.cuda.Device(self._device_id):
             size, spec = self.spec.input_size, self.spec
             events = [self._cp.cuda.Event() for _ in range(4)]  # stage timing without extra synchronisation
@@ -320,10 +339,11 @@ class TensorRTBackend:
                                      "broken or does not fit this GPU; rebuild it")
                 events[2].record(self._stream)
                 # queued behind the engine on our stream; the one synchronize below waits for both
-                self._output.get(stream=self._stream, out=self._host_view, blocking=False)
+                for name, buffer in self._outputs.items():
+                    buffer.get(stream=self._stream, out=self._host_view[name], blocking=False)
                 events[3].record(self._stream)
             self._stream.synchronize()
             elapsed = self._cp.cuda.get_elapsed_time
             self.timings = {"encode_ms": elapsed(events[0], events[1]), "network_ms": elapsed(events[1], events[2]),
                             "download_ms": elapsed(events[2], events[3])}
-            return self._host_view[0].copy()
+            return Pass(*(self._host_view[name][0].copy() for name in self._outputs))

@@ -18,6 +18,7 @@ from ihp_rt.errors import ModelError
 from ihp_rt.labels import LabelSet
 from ihp_rt.model import efficientnet_lite
 from ihp_rt.model.backbones import BACKBONES
+from ihp_rt.model.correction_head import CorrectionHead
 from ihp_rt.model.input_stem import InputStem, MapEntry, fuse_input_stems
 from ihp_rt.model.layers import conv_bn_act
 from ihp_rt.spec import ModelSpec
@@ -48,7 +49,11 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3Plus(nn.Module):
-    """Logits at input resolution; ``return_features`` adds the stride-4 decoder features."""
+    """Logits at input resolution; ``return_features`` adds the stride-4 decoder features.
+
+    With ``spec.correction_head`` the network carries a :class:`CorrectionHead` (``correction``):
+    :meth:`full_pass` then also returns what a correction reads.
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -61,13 +66,29 @@ class DeepLabV3Plus(nn.Module):
         self.fuse = separable(DECODER_CHANNELS + LOW_LEVEL_CHANNELS, DECODER_CHANNELS)
         self.classifier = nn.Conv2d(DECODER_CHANNELS, spec.num_classes, 1)
         _init_weights(self)
+        # after _init_weights: the head initialises itself (its last layer at zero)
+        self.correction = CorrectionHead(DECODER_CHANNELS, spec.num_classes) if spec.correction_head else None
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
-        low, high = self.encoder(x)
-        context = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
-        features = self.fuse(torch.cat([context, self.low_proj(low)], dim=1))
+        features = self.decode(x)
         logits = F.interpolate(self.classifier(features), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return (logits, features) if return_features else logits
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-4 decoder features."""
+        low, high = self.encoder(x)
+        context = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([context, self.low_proj(low)], dim=1))
+
+    def full_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits at input resolution, stride-4 logits, projected stride-4 features): a pass
+        after which corrections run the head alone."""
+        if self.correction is None:
+            raise ModelError("this model has no correction head")
+        features = self.decode(x)
+        coarse = self.classifier(features)
+        logits = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits, coarse, self.correction.project(features)
 
     def fused(self) -> DeepLabV3Plus:
         """A copy whose first layer is one plain convolution over all input channels (map scale
