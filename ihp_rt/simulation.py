@@ -138,19 +138,28 @@ def correction_clicks(prediction: np.ndarray, truth: np.ndarray, rng: np.random.
                       ignore: int | None = None) -> list[Click]:
     """Clicks at the centres of the ``count`` largest wrongly labelled regions (largest first),
     each labelled with the ground truth there: fewer where fewer regions are wrong."""
-    wrong = prediction != truth
-    if ignore is not None:
-        wrong &= truth != ignore
-    if count <= 0 or not wrong.any():
+    if count <= 0:
         return []
-    _, comp, stats, _ = cv2.connectedComponentsWithStats(wrong.astype(np.uint8), connectivity=8)
-    # Stable: among equal areas the first component wins, as np.argmax would pick it.
-    largest = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable")[:count]
+    comp, largest = wrong_regions(prediction, truth, ignore)
     clicks = []
-    for region in largest.tolist():
+    for region in largest[:count].tolist():
         x, y = farthest_of_candidates(comp == region, rng)
         clicks.append(Click(x, y, int(truth[y, x])))
     return clicks
+
+
+def wrong_regions(prediction: np.ndarray, truth: np.ndarray, ignore: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(component id per pixel, the ids of the wrongly labelled 8-connected regions, largest first);
+    no ids when nothing is wrong."""
+    wrong = prediction != truth
+    if ignore is not None:
+        wrong &= truth != ignore
+    if not wrong.any():
+        return np.zeros(wrong.shape, np.int32), np.zeros(0, np.int64)
+    _, comp, stats, _ = cv2.connectedComponentsWithStats(wrong.astype(np.uint8), connectivity=8)
+    # Stable: among equal areas the first component wins, as np.argmax would pick it.
+    return comp, 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable")
 
 
 def correction_click(prediction: np.ndarray, truth: np.ndarray, rng: np.random.Generator,

@@ -109,7 +109,7 @@ def test_resume_moves_the_optimizer_state_to_the_training_device(synthetic_folde
     spec = default_spec(FolderDataset(synthetic_folder).label_set, cfg.backbone, input_size=cfg.input_size,
                         model_version=cfg.model_version)
     cfg.device = "meta"
-    model, optimizer, step, _ = restore(run, spec, cfg)
+    model, optimizer, step, _ = restore(run, spec, cfg, val_names=[])  # resuming: no init_from to check
     assert step == 2
     states = [optimizer.state[p] for p in model.parameters() if p in optimizer.state]
     assert states and all(s["exp_avg"].device.type == "meta" for s in states)
@@ -252,3 +252,33 @@ def test_error_click_settings_are_checked(key: str, value) -> None:
 
     with pytest.raises(InputError, match="error_clicks"):
         TrainConfig(**{key: value})
+
+
+@pytest.mark.slow
+def test_head_training_adds_a_head_to_a_base_and_trains_only_the_head(synthetic_folder, tmp_path) -> None:
+    """init_from a network without a head, train_only_head: the head's weights move, every weight
+    and BatchNorm statistic of the network stays as the base had it, and the log says how many
+    simulated corrections the head honoured."""
+    base = train(config(synthetic_folder, tmp_path / "base", steps=2, input_size=200, crop=(200, 160)),
+                 progress=False)
+    tuned = train(config(synthetic_folder, tmp_path / "head", steps=3, input_size=200, crop=(200, 160),
+                         init_from=str(base), correction_head=True, train_only_head=True, head_rounds=2, lr=1e-2),
+                  progress=False)
+    before, after = load_checkpoint(base).model.state_dict(), load_checkpoint(tuned)
+    assert after.spec.correction_head and after.model.correction is not None
+    state = after.model.state_dict()
+    assert all(torch.equal(before[k], state[k]) for k in before)
+    head = [k for k in state if k.startswith("correction.")]
+    assert head and not torch.equal(state["correction.out.weight"], torch.zeros_like(state["correction.out.weight"]))
+    with (tmp_path / "head" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(0 <= float(r["honoured"]) <= 1 for r in rows)
+
+
+def test_head_options_are_checked() -> None:
+    from ihp_rt.errors import InputError
+
+    with pytest.raises(InputError, match="needs correction_head"):
+        TrainConfig(train_only_head=True)
+    with pytest.raises(InputError, match="head_rounds"):
+        TrainConfig(correction_head=True, head_rounds=0)

@@ -43,6 +43,10 @@ class TrainConfig:
     sp_lambda: float | None = None  # None: 1 for random, 3 for near_edge (the paper's choice)
     error_clicks_p: float = 0.0  # share of batches given error-driven clicks instead (training/error_clicks.py)
     error_clicks_max: int = 10  # those batches get 0..this many corrections where the model errs
+    correction_head: bool = False  # the model carries a correction head (ihp_rt/model/correction_head.py)
+    train_only_head: bool = False  # freeze the network, train the head on simulated corrections (correction_steps)
+    head_rounds: int = 5  # corrections simulated per sample and step when training the head
+    head_region_weight: float = 5.0  # extra loss weight of the clicked wrong region's pixels
     d_margin: int = 10
     seed: int = 0
     workers: int = 1
@@ -73,6 +77,11 @@ class TrainConfig:
                              f"{self.error_clicks_p} and {self.error_clicks_max}")
         if not 0 < self.map_scale <= 1:
             raise InputError(f"map_scale must be in (0, 1], got {self.map_scale}")
+        if self.train_only_head and not self.correction_head:
+            raise InputError("train_only_head needs correction_head: true")
+        if self.head_rounds < 1 or self.head_region_weight < 0:
+            raise InputError(f"head_rounds must be >= 1 and head_region_weight >= 0; got {self.head_rounds} and "
+                             f"{self.head_region_weight}")
 
     @property
     def effective_sp_lambda(self) -> float:

@@ -25,12 +25,17 @@ from ihp_rt.spec import ModelSpec
 from ihp_rt.training.dataset import MAX_CLICKS
 
 
-def _encode(x: torch.Tensor, clicks: list[list[Click]], spec: ModelSpec) -> None:
+def encode_batch(x: torch.Tensor, clicks: list[list[Click]], spec: ModelSpec) -> None:
     """Overwrite the click maps of the batch ``x`` (on the CPU) with each sample's ``clicks``."""
     _, _, h, w = x.shape
     for i, sample_clicks in enumerate(clicks):
         maps = encode_cpu(clicks_array(sample_clicks), spec.num_classes, h, w, spec.cap)
         x[i, 3:] = torch.from_numpy(maps)
+
+
+def unpadded(clicks: torch.Tensor) -> list[list[Click]]:
+    """Each sample's clicks of a (N, MAX_CLICKS, 3) batch padded with label -1 (the data set's form)."""
+    return [[Click(x, y, label) for x, y, label in sample.tolist() if label >= 0] for sample in clicks]
 
 
 def _padded(clicks: list[list[Click]]) -> torch.Tensor:
@@ -52,12 +57,12 @@ def error_driven_batch(model: torch.nn.Module, x: torch.Tensor, labels: torch.Te
     x = x.clone()
     truths = labels.numpy().astype(np.uint8)
     clicks = [central_clicks(truth, rng, IGNORE, with_background=False) for truth in truths]
-    _encode(x, clicks, spec)
+    encode_batch(x, clicks, spec)
     with torch.autocast(device.type, torch.bfloat16, enabled=autocast_bf16):
         logits = model(x.to(device, memory_format=torch.channels_last))
     predictions = logits.argmax(1).to(torch.uint8).cpu().numpy()
     for i, (prediction, truth) in enumerate(zip(predictions, truths, strict=True)):
         count = int(rng.integers(0, max_corrections + 1))
         clicks[i] = clicks[i] + correction_clicks(prediction, truth, rng, count, IGNORE)
-    _encode(x, clicks, spec)
+    encode_batch(x, clicks, spec)
     return x, _padded(clicks)

@@ -28,11 +28,12 @@ from ihp_rt.model import Checkpoint, build_model, default_spec, load_checkpoint,
 from ihp_rt.session import Session
 from ihp_rt.spec import ModelSpec
 from ihp_rt.training.config import TrainConfig
+from ihp_rt.training.correction_steps import head_loss
 from ihp_rt.training.dataset import Augment, ClickTrainingSet
-from ihp_rt.training.error_clicks import error_driven_batch
+from ihp_rt.training.error_clicks import error_driven_batch, unpadded
 from ihp_rt.training.losses import cross_entropy, sp_loss
 
-LOG_FIELDS = ("step", "seconds", "lr", "loss", "ce", "sp")
+LOG_FIELDS = ("step", "seconds", "lr", "loss", "ce", "sp", "honoured")  # honoured: head training only
 
 
 def split_names(dataset: FolderDataset, val_count: int, seed: int) -> tuple[list[str], list[str]]:
@@ -45,6 +46,12 @@ def split_names(dataset: FolderDataset, val_count: int, seed: int) -> tuple[list
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser of what the run trains: the whole model, or with ``train_only_head`` its
+    correction head alone (the network's parameters are frozen then)."""
+    if cfg.train_only_head:
+        model.requires_grad_(False)
+        model.correction.requires_grad_(True)
+        model = model.correction
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -95,7 +102,7 @@ def restore(out: Path, spec: ModelSpec, cfg: TrainConfig,
         print(f"resuming {out} at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
         return model, optimizer, state["step"], state["seconds"]
     if cfg.init_from:
-        model = initial_weights(Path(cfg.init_from), spec, val_names, cfg.init_from_other_split).train()
+        model = initial_weights(Path(cfg.init_from), spec, val_names, cfg.init_from_other_split, cfg.seed).train()
     else:
         model = build_model(spec, seed=cfg.seed, pretrained=cfg.pretrained).train()
     # channels-last makes the CPU (oneDNN) convolutions about 20 % faster here, and suits GPUs too.
@@ -127,11 +134,14 @@ def bf16_autocast(cfg: TrainConfig) -> bool:
     return native
 
 
-def initial_weights(path: Path, spec: ModelSpec, val_names: list[str], other_split: bool = False) -> torch.nn.Module:
+def initial_weights(path: Path, spec: ModelSpec, val_names: list[str], other_split: bool = False,
+                    seed: int = 0) -> torch.nn.Module:
     """The network of checkpoint ``path``, to fine-tune into a model of ``spec``.
 
     Only the version name may differ: another label set, backbone or map entry would load
-    weights that mean something else, so it is refused rather than half-loaded.
+    weights that mean something else, so it is refused rather than half-loaded. The one thing a
+    run may add is a correction head, to a base without one: the head starts fresh (seeded by
+    ``seed``).
 
     The base must have held out the photos this run holds out (``val_names``): with another
     split, fine-tuning trains on photos the base was validated on, and this run's validation
@@ -142,9 +152,12 @@ def initial_weights(path: Path, spec: ModelSpec, val_names: list[str], other_spl
     if not path.is_file():
         raise InputError(f"init_from: no checkpoint at {path}")
     checkpoint = load_checkpoint(path)
-    if dataclasses.replace(checkpoint.spec, model_version=spec.model_version) != spec:
+    adds_head = spec.correction_head and not checkpoint.spec.correction_head
+    base_as_run = dataclasses.replace(checkpoint.spec, model_version=spec.model_version,
+                                      correction_head=checkpoint.spec.correction_head or adds_head)
+    if base_as_run != spec:
         raise InputError(f"init_from: {path} is a {checkpoint.spec.backbone} model of another configuration "
-                         f"(labels, backbone, input size or map entry differ from this run's)")
+                         f"(labels, backbone, input size, map entry or correction head differ from this run's)")
     base_val = checkpoint.training.get("val_names")
     if not other_split and base_val is None:
         raise InputError(f"init_from: {path} records no held-out photos, so this run cannot check that it does not "
@@ -157,7 +170,11 @@ def initial_weights(path: Path, spec: ModelSpec, val_names: list[str], other_spl
                          f"{len(set(val_names) - set(base_val))} held out here were not held out by it. Use the "
                          "base's data, val_count and seed, or set init_from_other_split: true to fine-tune anyway "
                          "(the validation is then not of held-out photos)")
-    return checkpoint.model
+    if not adds_head:
+        return checkpoint.model
+    model = build_model(spec, seed=seed)
+    model.load_state_dict(checkpoint.model.state_dict(), strict=False)  # everything but the head's weights
+    return model
 
 
 def validate(checkpoint: Checkpoint, dataset: FolderDataset, corrections: int, seed: int) -> dict:
@@ -204,9 +221,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     folder = FolderDataset(cfg.data, mapping)
     train_names, val_names = split_names(folder, cfg.val_count, cfg.seed)
     spec = default_spec(folder.label_set, cfg.backbone, input_size=cfg.input_size, model_version=cfg.model_version,
-                        map_entry=cfg.map_entry, map_scale=cfg.map_scale)
+                        map_entry=cfg.map_entry, map_scale=cfg.map_scale, correction_head=cfg.correction_head)
     last, resume = out / "last.pt", out / "resume.pt"
     model, optimizer, step, elapsed = restore(out, spec, cfg, val_names)
+    if cfg.train_only_head:
+        model.eval()  # the frozen network keeps its BatchNorm statistics; the head has none
 
     samples = ClickTrainingSet(folder.subset(train_names), spec, Augment(cfg.crop, cfg.scale, cfg.flip),
                                cfg.strategy, cfg.extra_clicks, cfg.d_margin, cfg.seed)
@@ -240,14 +259,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 group["lr"] = lr
             # Seeded by the step, so a resumed run draws the same error-driven batches.
             rng = np.random.default_rng([cfg.seed, step])
-            if cfg.error_clicks_p and rng.random() < cfg.error_clicks_p:
-                x, clicks = error_driven_batch(model, x, labels, spec, rng, cfg.error_clicks_max, autocast_bf16)
-            x = x.to(cfg.device, memory_format=torch.channels_last)
-            labels, clicks = labels.to(cfg.device), clicks.to(cfg.device)
-            with torch.autocast(torch.device(cfg.device).type, torch.bfloat16, enabled=autocast_bf16):
-                logits, features = model(x, return_features=True)
-            ce = cross_entropy(logits.float(), labels, clicks, cfg.ce_weighting)
-            sp = sp_loss(features.float(), labels, clicks) if sp_lambda > 0 else ce * 0
+            honoured = ""
+            if cfg.train_only_head:
+                ce, rounds = head_loss(model, x, labels, unpadded(clicks), spec, rng, cfg.head_rounds,
+                                       cfg.head_region_weight, autocast_bf16)
+                sp, honoured = ce * 0, f"{rounds.honoured / max(1, rounds.corrections):.3f}"
+            else:
+                if cfg.error_clicks_p and rng.random() < cfg.error_clicks_p:
+                    x, clicks = error_driven_batch(model, x, labels, spec, rng, cfg.error_clicks_max, autocast_bf16)
+                x = x.to(cfg.device, memory_format=torch.channels_last)
+                labels, clicks = labels.to(cfg.device), clicks.to(cfg.device)
+                with torch.autocast(torch.device(cfg.device).type, torch.bfloat16, enabled=autocast_bf16):
+                    logits, features = model(x, return_features=True)
+                ce = cross_entropy(logits.float(), labels, clicks, cfg.ce_weighting)
+                sp = sp_loss(features.float(), labels, clicks) if sp_lambda > 0 else ce * 0
             loss = ce + sp_lambda * sp
             if not math.isfinite(loss.item()):
                 raise RuntimeError(f"loss became {loss.item()} at step {step}; lower the learning rate")
@@ -257,14 +282,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             step += 1
             elapsed = time.monotonic() - started
             log.writerow({"step": step, "seconds": round(elapsed, 1), "lr": f"{lr:.3g}", "loss": f"{loss.item():.4f}",
-                          "ce": f"{ce.item():.4f}", "sp": f"{sp.item():.4f}"})
+                          "ce": f"{ce.item():.4f}", "sp": f"{sp.item():.4f}", "honoured": honoured})
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", ce=f"{ce.item():.3f}", sp=f"{sp.item():.3f}")
             if step % cfg.checkpoint_every == 0:
                 save()
             if cfg.val_every and step % cfg.val_every == 0:
                 snapshot = copy.deepcopy(model)
-                recalibrate_batchnorm(snapshot, bn_loader, cfg.bn_recalibration_batches, cfg.device)
+                if not cfg.train_only_head:
+                    recalibrate_batchnorm(snapshot, bn_loader, cfg.bn_recalibration_batches, cfg.device)
                 scores = validate(Checkpoint(snapshot, spec), folder.subset(val_names[:16]), cfg.val_corrections, 0)
                 tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
             if not budget_left():
@@ -273,7 +299,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     # The running BatchNorm statistics lag far behind weights trained from scratch at this learning
     # rate (eval-mode pixel accuracy 13 % vs 72 % in train mode, measured): recompute them exactly
     # for the final weights before saving. Running `train` again on a finished run only redoes this.
-    recalibrate_batchnorm(model, bn_loader, cfg.bn_recalibration_batches, cfg.device)
+    # A frozen network keeps the statistics it came with.
+    if not cfg.train_only_head:
+        recalibrate_batchnorm(model, bn_loader, cfg.bn_recalibration_batches, cfg.device)
     save()
     log_file.close()
     plot_losses(log_path, out / "loss.png")
