@@ -1,0 +1,34 @@
+"""The ablation's own pieces (benchmarks/corrections_ablation.py) against plain references."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ihp_rt.benchmarks.corrections_ablation import cone_maps, one_hot, widen_first_layer
+
+
+def test_cone_maps_match_a_float64_reference(rng) -> None:
+    clicks = np.array([[5, 7, 1], [60, 40, 1], [30, 30, 2], [0, 79, 0]], np.int32)
+    got = cone_maps(clicks, 3, 80, 70, reach=20.0)
+    rows, cols = np.mgrid[0:80, 0:70].astype(np.float64)
+    expected = np.zeros((3, 80, 70))
+    for x, y, label in clicks:
+        expected[label] = np.maximum(expected[label], np.clip(1 - np.hypot(rows - y, cols - x) / 20.0, 0, None))
+    assert np.allclose(got, expected, atol=1e-6)
+
+
+def test_one_hot_of_no_prediction_is_all_zero() -> None:
+    assert not one_hot(None, 4, 5, 6).any()
+    labels = np.array([[0, 3], [2, 2]], np.uint8)
+    assert np.array_equal(one_hot(labels, 4, 2, 2).argmax(0), labels) and one_hot(labels, 4, 2, 2).sum() == 4
+
+
+def test_a_widened_network_starts_as_the_network_it_came_from(tiny_checkpoint) -> None:
+    spec = tiny_checkpoint.spec
+    wide = widen_first_layer(tiny_checkpoint.model, spec.num_classes).eval()
+    x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size)
+    x[:, 3:] *= 255
+    extra = torch.rand(1, spec.num_classes, spec.input_size, spec.input_size)
+    with torch.inference_mode():
+        assert torch.allclose(wide(torch.cat([x, extra], 1)), tiny_checkpoint.model(x), atol=1e-5)
