@@ -3,8 +3,10 @@
 A model with a correction head (``spec.correction_head``) runs the whole network only on the
 clicks up to the last one that names a part for the first time (:func:`network_clicks`); every
 later click -- a second click on a part, or any background click -- is a correction: the head
-rewrites the stride-4 logits in a window around it (:func:`correct`), and only the model pixels
-those logits reach are labelled again. So a mask depends on the click list alone, never on the
+rewrites the stride-4 logits in a window around it (:func:`correct`), keeps only its changes
+connected to the click (Progressive Merge), and only the model pixels those logits reach are
+labelled again. A later click on a pixel that already shows its label changes nothing (the next
+network pass reads it, as it reads every click). So a mask depends on the click list alone, never on the
 order requests arrived in: undo gives back the previous mask exactly, and a worker that never saw
 a session replays its clicks to the same mask (:class:`PassCache` keeps recent passes so that
 replaying is rare).
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 STRIDE = 4  # model pixels per cell of the decoder's features and of the coarse logits
@@ -96,6 +99,19 @@ def relabel(labels: np.ndarray, coarse: np.ndarray, rows: tuple[int, int], cols:
     labels[ys, xs] = part.argmax(0)
 
 
+def merged_cells(before: np.ndarray, after: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Progressive Merge (FocalClick, Chen et al. 2022) on the window's cells: of the cells whose
+    arg-max label the head changed, keep only the 8-connected regions that reach the clicked cell
+    or its neighbours; the head's changes elsewhere in the window are dropped, so a correction
+    cannot repaint parts the user did not point at."""
+    changed = (before != after).astype(np.uint8)
+    _, regions = cv2.connectedComponents(changed, connectivity=8)
+    height, width = changed.shape
+    row, col = min(max(row, 0), height - 1), min(max(col, 0), width - 1)
+    near = np.unique(regions[max(row - 1, 0):row + 2, max(col - 1, 0):col + 2])
+    return np.isin(regions, near[near > 0])
+
+
 def correct(previous: Pass, clicks: np.ndarray, head: Corrector) -> Pass:
     """The pass after the last of ``clicks`` (K, 3) int model-frame rows, the others already in
     ``previous``: the head rewrites the window around the newest click."""
@@ -106,8 +122,9 @@ def correct(previous: Pass, clicks: np.ndarray, head: Corrector) -> Pass:
     window = (slice(None), slice(row0, row0 + height), slice(col0, col0 + width))
     features, coarse = (np.ascontiguousarray(array[window])[None] for array in (previous.features, previous.coarse))
     new = head(features, coarse, clicks.astype(np.float32)[None], np.array([[row0, col0]], np.float32))[0]
+    keep = merged_cells(coarse[0].argmax(0), new.argmax(0), y // STRIDE - row0, x // STRIDE - col0)
     coarse = previous.coarse.copy()
-    coarse[window] = new
+    coarse[window] = np.where(keep, new, coarse[window])
     labels = previous.labels.copy()
     relabel(labels, coarse, (row0, row0 + height), (col0, col0 + width))
     return Pass(labels, coarse, previous.features)

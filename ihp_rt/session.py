@@ -35,12 +35,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A label map in image pixels, the clicks that produced it, and what it cost."""
+    """A label map in image pixels, the clicks that produced it, and what it cost: its latency,
+    and the work behind it -- network passes and correction-head runs (a click the cache
+    continues costs one of either, or neither when its pixel already shows its label; a click
+    list replayed on a worker that never saw it costs one network pass and a head run per
+    correction)."""
 
     labels: np.ndarray
     clicks: tuple[Click, ...]
     backend: str
     latency_ms: float
+    network_passes: int = 1
+    head_runs: int = 0
 
 
 PASS_CACHE_BYTES = 128 * 2**20  # a correction pass of the default model holds ~1.1 MB, a network pass ~3 MB
@@ -91,25 +97,29 @@ class SharedBackend:
             self.backend.set_image(image)
             self._loaded = image
 
-    def predict(self, image: np.ndarray, clicks: np.ndarray) -> Pass:
-        """The pass of (K, 3) model-frame ``clicks`` on ``image``."""
+    def predict(self, image: np.ndarray, clicks: np.ndarray) -> tuple[Pass, int, int]:
+        """The pass of (K, 3) model-frame ``clicks`` on ``image``, and the network passes and head
+        runs it took."""
         with self._lock:
             head = self.backend.corrector
             if head is None:
                 self._load(image)
-                return self.backend.predict(clicks)
+                return self.backend.predict(clicks), 1, 0
             start, count = network_clicks(clicks), len(clicks)
             # the longest cached list the rest can continue from, down to the network's own
             while (done := self.passes.get(image, clicks[:count])) is None and count > start:
                 count -= 1
+            passes = runs = 0
             if done is None:
                 self._load(image)
-                done = self.backend.predict(clicks[:start])
+                done, passes = self.backend.predict(clicks[:start]), 1
                 self.passes.put(image, clicks[:start], done)
             for end in range(count + 1, len(clicks) + 1):
-                done = correct(done, clicks[:end], head)
+                x, y, label = clicks[end - 1].tolist()
+                if done.labels[y, x] != label:  # a click on a pixel that shows its label changes nothing
+                    done, runs = correct(done, clicks[:end], head), runs + 1
                 self.passes.put(image, clicks[:end], done)
-            return done
+            return done, passes, runs
 
 
 class Session:
@@ -202,5 +212,7 @@ def predict_mask(engine: SharedBackend, box: Letterbox, image: np.ndarray, click
     The one place a mask is made (Session and the server's tentative click lists both call it)."""
     start = time.perf_counter()
     model_clicks = box.clicks_to_model(list(clicks))
-    labels = enforce_clicks(engine.predict(image, model_clicks).labels, model_clicks, click_radius)
-    return Prediction(box.labels_to_image(labels), clicks, engine.backend.name, (time.perf_counter() - start) * 1e3)
+    done, passes, runs = engine.predict(image, model_clicks)
+    labels = enforce_clicks(done.labels, model_clicks, click_radius)
+    return Prediction(box.labels_to_image(labels), clicks, engine.backend.name, (time.perf_counter() - start) * 1e3,
+                      passes, runs)

@@ -132,15 +132,40 @@ def cones_reference(clicks: np.ndarray, origin: tuple[int, int], height: int, wi
     return out
 
 
-def test_head_cones_match_a_float64_reference_and_the_head_starts_as_the_identity(rng) -> None:
+def test_head_cones_match_a_float64_reference(rng) -> None:
     head = CorrectionHead(16, 5).eval()
     clicks = np.array([[30, 40, 1], [100, 20, 3], [55, 77, 0]], np.float32)
     got = head.cones(torch.from_numpy(clicks)[None], torch.tensor([[3.0, 5.0]]), 12, 14)[0].numpy()
     assert np.allclose(got, cones_reference(clicks, (3, 5), 12, 14, head.reach), atol=1e-5)
+
+
+def test_the_claimed_class_beats_the_best_other_by_the_claim_and_the_others_keep_their_logits(rng) -> None:
+    head = CorrectionHead(16, 5).eval()
+    logits = torch.from_numpy(rng.normal(0, 4, (2, 5, 6, 7)).astype(np.float32))
+    claim = torch.from_numpy(rng.normal(0, 2, (2, 1, 6, 7)).astype(np.float32))
+    label = torch.tensor([3.0, 0.0])
+    merged = head.merge(logits, claim, label).numpy()
+    for n, c in enumerate((3, 0)):
+        others = np.delete(logits[n].numpy(), c, axis=0)
+        assert np.allclose(np.delete(merged[n], c, axis=0), others)
+        assert np.allclose(merged[n, c] - others.max(0), claim[n, 0].numpy(), atol=1e-5)
+        assert np.array_equal(merged[n].argmax(0) == c, claim[n, 0].numpy() > 0)
     features, coarse = torch.randn(2, 32, 10, 10), torch.randn(2, 5, 10, 10)
     padded = torch.tensor([[[-1e4, -1e4, -1], [12, 9, 2]], [[3, 4, 0], [20, 30, 4]]], dtype=torch.float32)
     with torch.no_grad():
-        assert torch.equal(head(features, coarse, padded, torch.zeros(2, 2)), coarse)  # last layer at zero
+        assert not head.claim(features, coarse, padded, torch.zeros(2, 2)).any()  # untrained: claims nothing
+
+
+def test_progressive_merge_keeps_only_the_changes_that_reach_the_click() -> None:
+    from ihp_rt.correction import merged_cells
+
+    before = np.zeros((8, 8), np.int64)
+    after = before.copy()
+    after[1:3, 1:3] = 2  # touches the click at (2, 2)
+    after[6:8, 6:8] = 4  # far from it
+    keep = merged_cells(before, after, 2, 2)
+    assert keep[1:3, 1:3].all() and not keep[6:8, 6:8].any() and keep.sum() == 4
+    assert not merged_cells(before, after, 5, 1).any()  # nothing changed next to this click
 
 
 def test_front_padding_changes_nothing(rng) -> None:
@@ -246,15 +271,25 @@ def test_a_correction_after_a_cached_list_costs_one_head_run(head_onnx, rng) -> 
     session.predict()
     assert calls == {"network": 1, "head": 0}
     for label in (2, 0, 5, 0):
-        session.add_click(int(rng.integers(160)), int(rng.integers(120)), label)
-        session.predict()
+        shown = session.predict().labels
+        x, y = next((x, y) for x, y in zip(rng.integers(160, size=99), rng.integers(120, size=99), strict=True)
+                    if shown[y, x] != label)  # a pixel that shows another label: a real correction
+        session.add_click(int(x), int(y), label)
+        done = session.predict()
+        assert (done.network_passes, done.head_runs) == (0, 1)
     assert calls == {"network": 1, "head": 4}
     session.undo()
     session.predict()
     assert calls == {"network": 1, "head": 4}  # undo: the shorter list's pass is cached
     session.add_click(10, 10, 13)  # a new part: the network runs on all clicks
-    session.predict()
-    assert calls == {"network": 2, "head": 4}
+    done = session.predict()
+    assert calls == {"network": 2, "head": 4} and (done.network_passes, done.head_runs) == (1, 0)
+    clicked = {c.label for c in session.clicks}
+    y, x = next(zip(*np.nonzero(np.isin(done.labels, list(clicked))), strict=True))
+    session.add_click(int(x), int(y), int(done.labels[y, x]))  # the pixel already shows that label: nothing to run
+    same = session.predict()
+    assert calls == {"network": 2, "head": 4} and (same.network_passes, same.head_runs) == (0, 0)
+    assert np.array_equal(same.labels, done.labels)
 
 
 def test_correct_refuses_a_pass_without_head_outputs(rng) -> None:

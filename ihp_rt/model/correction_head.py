@@ -6,9 +6,16 @@ and the network alone left the clicked pixel wrong after 71 % of corrections, ea
 pass. The head instead takes what the last full pass computed -- the decoder's stride-4 features
 (projected once per full pass) and the current stride-4 logits -- in a fixed window around the
 newest click, with every click drawn as a wide cone at stride 4 (reaching ``reach`` cells, far
-beyond Eq. 1's 15 pixels) and a feature-similarity map of the newest click, and returns the
-window's logits plus a learned change (zero at initialisation). Its cost is a few small
-convolutions over the window, not the network.
+beyond Eq. 1's 15 pixels) and a feature-similarity map of the newest click. Its cost is a few
+small convolutions over the window, not the network.
+
+What it answers is binary, per cell: does this cell belong to the clicked class? (its *claim*,
+a logit). A correction says "this is class c"; the best fix an oracle can make is to give c to the
+wrongly labelled region under the click (94.6 % mIoU after 10 corrections on held-back photos,
+issue 28), which is that binary segmentation. The window's new logits follow from the claim: c
+beats the best other class by exactly the claim, every other class keeps its logit. (A first
+version predicted a change of all C logits instead; after the same 25 minutes of training it
+lowered mIoU after 20 corrections, repainting thin parts across the window.)
 
 Clicks enter as coordinates, so the maps are computed inside the module: one definition for
 training, the torch backend and the ONNX graph.
@@ -26,11 +33,6 @@ PROJECTED = 32  # channels of the projected features the head reads
 WIDTH = 64  # channels inside the head
 REACH = 12.0  # cells at which a click's cone falls to zero
 DILATIONS = (1, 2, 4, 8)
-# The change is learned in units of this many logits: the network's stride-4 logits spread with a
-# standard deviation of about 7 (max ~40), and a zero-initialised last layer stepping at the
-# optimiser's rate barely moved them (measured on the default model: 3-7 % of training
-# corrections honoured after 60 steps without the gain, 51 % after 120 with it).
-LOGIT_GAIN = 8.0
 
 
 class CorrectionHead(nn.Module):
@@ -45,13 +47,13 @@ class CorrectionHead(nn.Module):
         self.entry = nn.Conv2d(cin, width, 3, padding=1)
         # Dilated residual layers: a receptive field of 33 cells (132 model pixels) over the window.
         self.body = nn.ModuleList(nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in DILATIONS)
-        self.out = nn.Conv2d(width, num_classes, 1)
+        self.out = nn.Conv2d(width, 1, 1)
         for conv in (self.entry, *self.body):
             # He initialisation keeps activations at scale through the stack; PyTorch's default
             # shrank them about 2.5x per layer (std 0.016 after five), which stalled learning.
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
-        nn.init.zeros_(self.out.weight)  # step 0 returns the logits unchanged
+        nn.init.zeros_(self.out.weight)  # step 0 claims nothing either way: a claim of 0 everywhere
         nn.init.zeros_(self.out.bias)
 
     def cones(self, clicks: torch.Tensor, origin: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -66,7 +68,12 @@ class CorrectionHead(nn.Module):
 
     def forward(self, features: torch.Tensor, logits: torch.Tensor, clicks: torch.Tensor,
                 origin: torch.Tensor) -> torch.Tensor:
-        """New logits of a window.
+        """New logits of a window: :meth:`claim`, then :meth:`merge`. Arguments as for :meth:`claim`."""
+        return self.merge(logits, self.claim(features, logits, clicks, origin), clicks[:, -1, 2])
+
+    def claim(self, features: torch.Tensor, logits: torch.Tensor, clicks: torch.Tensor,
+              origin: torch.Tensor) -> torch.Tensor:
+        """(N, 1, h, w): per cell, the logit that it belongs to the newest click's class.
 
         ``features`` (N, projected, h, w) and ``logits`` (N, C, h, w): the window of the projected
         features and of the current logits; ``clicks`` (N, K, 3) float (x, y, label) in model
@@ -89,4 +96,11 @@ class CorrectionHead(nn.Module):
         x = F.relu(self.entry(x))
         for conv in self.body:
             x = x + F.relu(conv(x))
-        return logits + LOGIT_GAIN * self.out(x)
+        return self.out(x)
+
+    def merge(self, logits: torch.Tensor, claim: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Logits in which class ``label`` (N,) beats the best other class by ``claim``; the other
+        classes keep theirs."""
+        chosen = F.one_hot(label.long(), self.num_classes).to(logits.dtype)[:, :, None, None]
+        best_other = (logits - 1e4 * chosen).amax(dim=1, keepdim=True)
+        return logits * (1 - chosen) + (best_other + claim) * chosen

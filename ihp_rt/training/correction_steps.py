@@ -5,12 +5,13 @@ evaluation's initial clicks (central part clicks without background, as ``evalua
 places them; a quarter keep their Random-Sampling clicks, so the head also sees network passes
 over background and extra clicks), one network pass without gradient, then ``rounds`` rounds in
 which every sample gets a correction click at the centre of one of the largest wrong regions of
-the *current* prediction -- the head's own earlier output -- and the head rewrites the window
-around it. Every round is a training example; the state between rounds is detached, as in RITM.
+the *current* prediction -- the head's own earlier output, merged as inference merges it
+(Progressive Merge) -- and the head claims the cells of the clicked class in the window around
+it. Every round is a training example; the state between rounds is detached, as in RITM.
 
-The loss is the cross-entropy over the window, each pixel of the wrong region that was clicked
-weighted ``1 + region_weight``: the region the user asked to fix is what the clicked pixel's
-neighbourhood must become, and it is a small part of the window.
+The loss is the binary cross-entropy of the claim against "the truth is the clicked class",
+over the window, each pixel of the wrong region that was clicked weighted ``1 + region_weight``:
+the region the user asked to fix is what must flip, and it is a small part of the window.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ihp_rt.clicks import Click
-from ihp_rt.correction import STRIDE, cell_window
+from ihp_rt.correction import STRIDE, cell_window, merged_cells
 from ihp_rt.data.folder import IGNORE
 from ihp_rt.model.deeplab import DeepLabV3Plus
 from ihp_rt.simulation import central_clicks, farthest_of_candidates, wrong_regions
@@ -97,11 +98,10 @@ def head_loss(model: DeepLabV3Plus, x: torch.Tensor, labels: torch.Tensor, click
             break
         h, w = placed[0][3][2:]
         cells = [(i, slice(r0, r0 + h), slice(c0, c0 + w)) for i, _, _, (r0, c0, _, _) in placed]
-        new = head(torch.stack([projected[i, :, r, c] for i, r, c in cells]),
-                   torch.stack([coarse[i, :, r, c] for i, r, c in cells]),
-                   padded_clicks([starts[i] for i, *_ in placed]).to(device),
-                   torch.tensor([[r.start, c.start] for _, r, c in cells], dtype=torch.float32, device=device))
-        up = F.interpolate(new, size=(STRIDE * h, STRIDE * w), mode="bilinear", align_corners=False)
+        before = torch.stack([coarse[i, :, r, c] for i, r, c in cells])
+        chosen = padded_clicks([starts[i] for i, *_ in placed]).to(device)
+        claim = head.claim(torch.stack([projected[i, :, r, c] for i, r, c in cells]), before, chosen,
+                           torch.tensor([[r.start, c.start] for _, r, c in cells], dtype=torch.float32, device=device))
         pixels = [(slice(STRIDE * r.start, STRIDE * r.stop), slice(STRIDE * c.start, STRIDE * c.stop))
                   for _, r, c in cells]
         truth = torch.stack([target[i, r, c] for (i, _, _), (r, c) in zip(cells, pixels, strict=True)])
@@ -110,16 +110,21 @@ def head_loss(model: DeepLabV3Plus, x: torch.Tensor, labels: torch.Tensor, click
             part = mask[r, c]
             region[j, : part.shape[0], : part.shape[1]] = part
         weight = (truth != IGNORE).float() * (1 + region_weight * torch.from_numpy(region).to(device))
-        ce = F.cross_entropy(up, truth.long(), ignore_index=IGNORE, reduction="none")
-        losses.append((ce * weight).sum() / weight.sum().clamp(min=1))
-        with torch.no_grad():
-            chosen = up.argmax(1)
-            for j, (_, click, _, (r0, c0, _, _)) in enumerate(placed):
-                stats.honoured += int(chosen[j, click.y - STRIDE * r0, click.x - STRIDE * c0] == click.label)
+        wanted = (truth == chosen[:, -1, 2, None, None]).float()  # the cells of the clicked class
+        up = F.interpolate(claim, size=(STRIDE * h, STRIDE * w), mode="bilinear", align_corners=False)[:, 0]
+        bce = F.binary_cross_entropy_with_logits(up, wanted, reduction="none")
+        losses.append((bce * weight).sum() / weight.sum().clamp(min=1))
+        with torch.no_grad():  # the next round starts from what inference would show: merged, detached
+            after = head.merge(before, claim, chosen[:, -1, 2])
+            shown = F.interpolate(after, size=(STRIDE * h, STRIDE * w), mode="bilinear", align_corners=False)
+            shown = shown.argmax(1)
+            old, new = before.argmax(1).cpu().numpy(), after.argmax(1).cpu().numpy()
+            coarse = coarse.clone()
+            for j, (i, click, _, (r0, c0, _, _)) in enumerate(placed):
+                stats.honoured += int(shown[j, click.y - STRIDE * r0, click.x - STRIDE * c0] == click.label)
+                keep = torch.from_numpy(merged_cells(old[j], new[j], click.y // STRIDE - r0, click.x // STRIDE - c0))
+                coarse[i, :, cells[j][1], cells[j][2]] = torch.where(keep.to(device), after[j], before[j])
         stats.corrections += len(placed)
-        coarse = coarse.clone()
-        for j, (i, r, c) in enumerate(cells):
-            coarse[i, :, r, c] = new[j].detach()
     if not losses:  # every prediction already perfect: nothing to learn from this batch
         return projected.sum() * 0, stats
     return torch.stack(losses).mean(), stats
