@@ -4,8 +4,10 @@
 the clicks, run the network, arg-max, copy the mask back, map it to the photo -- over a
 realistic click sequence: the example's labelled clicks, then correction-like clicks, starting
 a new image every ``clicks_per_image`` clicks (that once-per-image cost is timed separately and
-never lands in a per-click figure). Each backend runs in a fresh process so its peak memory is
-its own. Absolute times on shared CPUs are noisy: compare the ratios of one run.
+never lands in a per-click figure). With a correction head, a click is a network click (a part
+named for the first time), a correction (one head run) or neither (its pixel already showed its
+label); the first two are summarised apart as well as together. Each backend runs in a fresh
+process so its peak memory is its own. Absolute times on shared CPUs are noisy: compare the ratios of one run.
 """
 
 from __future__ import annotations
@@ -56,12 +58,14 @@ def unavailable(name: str) -> str | None:
     return None if importlib.util.find_spec("torch") else "torch is not installed"
 
 
-def click_sequence(image: np.ndarray, first: list[tuple[int, int, int]], count: int, num_classes: int,
+def click_sequence(image: np.ndarray, first: list[tuple[int, int, int]], count: int,
                    seed: int = 0) -> list[tuple[int, int, int]]:
-    """The given clicks, then random labelled clicks (as correction clicks land anywhere)."""
+    """The given clicks, then clicks anywhere labelled with the classes those named (as corrections
+    land anywhere, and correct the parts already named or the background)."""
     rng = np.random.default_rng(seed)
     h, w = image.shape[:2]
-    extra = [(int(rng.integers(w)), int(rng.integers(h)), int(rng.integers(num_classes))) for _ in range(count)]
+    labels = sorted({label for _, _, label in first})
+    extra = [(int(rng.integers(w)), int(rng.integers(h)), int(rng.choice(labels))) for _ in range(count)]
     return (first + extra)[:count]
 
 
@@ -102,6 +106,7 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
     session = Session.open(model, backend=backend, device=device, threads=threads, half=half)
     open_ms = (time.perf_counter() - t0) * 1e3
     set_image_ms, totals, stages = [], [], {"encode_ms": [], "network_ms": [], "download_ms": [], "map_back_ms": []}
+    kinds = []  # per timed click: "network", "correction" (a head run) or "unchanged" (neither was needed)
 
     def timed_set_image() -> float:
         t0 = time.perf_counter()
@@ -118,14 +123,16 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
         if i < warmup:
             continue
         totals.append(pred.latency_ms)
-        timings = session.backend.timings
-        for key in ("encode_ms", "network_ms", "download_ms"):
-            stages[key].append(timings[key])
-        stages["map_back_ms"].append(pred.latency_ms - sum(timings.values()))
+        kinds.append("network" if pred.network_passes else "correction" if pred.head_runs else "unchanged")
+        if pred.network_passes:  # the stages of the network pass; a correction has none of them
+            timings = session.backend.timings
+            for key in ("encode_ms", "network_ms", "download_ms"):
+                stages[key].append(timings[key])
+            stages["map_back_ms"].append(pred.latency_ms - sum(timings.values()))
     if not set_image_ms:  # too few clicks for an image change after the warm-up: time one now, warm
         set_image_ms.append(timed_set_image())
     return {
-        "backend": name, "engine": session.backend.name, "totals_ms": totals, "stages_ms": stages,
+        "backend": name, "engine": session.backend.name, "totals_ms": totals, "kinds": kinds, "stages_ms": stages,
         "set_image_ms": set_image_ms, "open_ms": open_ms, "peak_rss_mb": peak_rss_mb(),
         "rss_before_open_mb": rss_before, "gpu_memory_mb": gpu_memory_mb(name),
     }
@@ -137,18 +144,27 @@ def summarise(rounds: list[dict]) -> dict:
     totals = [t for r in rounds for t in r["totals_ms"]]
     q = np.percentile(totals, [50, 95, 99])
     first = rounds[0]
+    by_kind = {}
+    for kind in ("network", "correction"):
+        times = [t for r in rounds for t, k in zip(r["totals_ms"], r["kinds"], strict=True) if k == kind]
+        by_kind[kind] = {"clicks": len(times), **({"p50_ms": float(np.percentile(times, 50)),
+                                                   "p95_ms": float(np.percentile(times, 95))} if times else {})}
     return {
         "backend": first["backend"], "engine": first["engine"], "rounds": len(rounds), "clicks_timed": len(totals),
-        "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "mean_ms": float(np.mean(totals)),
+        "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2], "mean_ms": float(np.mean(totals)), "by_kind": by_kind,
         "round_p50_ms": [float(np.median(r["totals_ms"])) for r in rounds],
-        "stages_median_ms": {k: statistics.median(v for r in rounds for v in r["stages_ms"][k])
-                             for k in first["stages_ms"]},
+        "stages_median_ms": {k: _median([v for r in rounds for v in r["stages_ms"][k]]) for k in first["stages_ms"]},
         "set_image_median_ms": statistics.median(v for r in rounds for v in r["set_image_ms"]),
         "open_ms": statistics.median(r["open_ms"] for r in rounds),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
         "rss_before_open_mb": max(r["rss_before_open_mb"] for r in rounds),
         "gpu_memory_mb": max((r["gpu_memory_mb"] for r in rounds if r["gpu_memory_mb"] is not None), default=None),
     }
+
+
+def _median(values: list[float]) -> float:
+    """The median, NaN when no timed click ran the network (only corrections were timed)."""
+    return statistics.median(values) if values else float("nan")
 
 
 def machine() -> dict:

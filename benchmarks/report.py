@@ -43,7 +43,21 @@ def markdown(report: dict) -> str:
         lines.append(("| all " if several else "") + f"| {name} | not run: {why} |" + pad)
     lines += ["", f"Paper (Clicking Matters, {PAPER['gpu']}, {PAPER['model']}): {PAPER['ms']:.0f} ms per image, "
               f"{PAPER['gpu_mb']:.0f} MB GPU memory."]
+    lines += ["", "Network clicks (a part named for the first time, or every click of a model without a correction "
+              "head) and correction clicks (one run of the correction head), of the same run:", "",
+              ("| model " if several else "") + "| backend | network clicks | p50 ms | p95 ms | corrections | p50 ms | "
+              "p95 ms | correction p50 / network p50 |",
+              ("|---" if several else "") + "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        net, fix = r["by_kind"]["network"], r["by_kind"]["correction"]
+        ratio = f"{fix['p50_ms'] / net['p50_ms']:.2f}" if fix["clicks"] and net["clicks"] else "-"
+        cells = [str(net["clicks"]), *_p50_p95(net), str(fix["clicks"]), *_p50_p95(fix), ratio]
+        lines.append((f"| {r['model']} " if several else "") + f"| {r['backend']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _p50_p95(figures: dict) -> list[str]:
+    return [f"{figures['p50_ms']:.1f}", f"{figures['p95_ms']:.1f}"] if figures["clicks"] else ["-", "-"]
 
 
 def chart(report: dict, path: Path) -> Path:

@@ -78,8 +78,7 @@ def run_benchmark(checkpoint: Checkpoint, model_label: str, names: list[str], ou
     from ihp_rt.images import read_image
 
     image = read_image(image_path)
-    sequences = [click_sequence(image, first_clicks(ckpt.spec.num_classes), clicks + warmup, ckpt.spec.num_classes)
-                 for ckpt, _ in models]
+    sequences = [click_sequence(image, first_clicks(ckpt.spec.num_classes), clicks + warmup) for ckpt, _ in models]
     pairs = [(i, name) for i in range(len(models)) for name in runnable]
     raw: dict[tuple[int, str], list[dict]] = {pair: [] for pair in pairs}
     errors: dict[tuple[int, str], str] = {}

@@ -68,3 +68,29 @@ def test_bench_compares_models_side_by_side_in_one_run(tiny_checkpoint, tmp_path
     with pytest.raises(InputError, match="distinct labels"):
         run_benchmark(tiny_checkpoint, "same", ["onnxruntime"], tmp_path, EXAMPLES / "astronaut.jpg", clicks=3,
                       also=[(other, "same")])
+
+
+def test_bench_times_network_clicks_and_corrections_apart(tmp_path) -> None:
+    """With a correction head, the report gives network clicks and corrections their own p50/p95
+    (and their ratio), counted from what each click really ran."""
+    import torch
+
+    from ihp_rt.labels import get_label_set
+    from ihp_rt.model import Checkpoint, build_model
+    from ihp_rt.spec import ModelSpec
+
+    spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=96, correction_head=True)
+    model = build_model(spec, seed=0).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.correction.out.weight, std=0.05)
+    run_benchmark(Checkpoint(model, spec), "head", ["onnxruntime"], tmp_path, EXAMPLES / "astronaut.jpg", clicks=14,
+                  warmup=1, clicks_per_image=15, rounds=1, progress=lambda _: None)
+    result = json.loads((tmp_path / "bench.json").read_text())["results"][0]
+    kinds = result["by_kind"]
+    assert kinds["network"]["clicks"] >= 1 and kinds["correction"]["clicks"] >= 1
+    assert kinds["network"]["clicks"] + kinds["correction"]["clicks"] <= result["clicks_timed"] == 14
+    for figures in kinds.values():
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"]
+    row = next(line for line in (tmp_path / "bench.md").read_text().splitlines()
+               if line.startswith("| onnxruntime | ") and line.count("|") == 9)
+    assert row.rstrip(" |").endswith(f"{kinds['correction']['p50_ms'] / kinds['network']['p50_ms']:.2f}")
