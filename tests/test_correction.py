@@ -331,3 +331,33 @@ def test_training_corrections_follow_the_evaluation_rule(rng) -> None:
     assert correction_at(truth, truth, rng, 3) is None
     padded = padded_clicks([[click], []])
     assert padded.shape == (2, 1, 3) and padded[0, 0].tolist() == [click.x, click.y, 3] and padded[1, 0, 2] == -1
+
+
+def test_fp16_and_int8_exports_carry_the_head_and_correct(head_checkpoint, head_onnx, tmp_path, rng) -> None:
+    """The reduced-precision graphs keep the two extra outputs and the head's graph (which stays
+    float32): corrections run on them as on the float32 export."""
+    from ihp_rt.backends.ort_backend import OrtBackend
+    from ihp_rt.correction import correct
+    from ihp_rt.data import Sample
+    from ihp_rt.export import export_onnx
+    from ihp_rt.export.quantize import calibration_inputs, quantize_int8
+
+    labels = np.zeros((120, 90), np.uint8)
+    labels[10:60, 10:80], labels[60:115, 5:85] = 2, 5
+    samples = [Sample(f"c{i}", rng.integers(0, 256, (120, 90, 3), dtype=np.uint8), labels) for i in range(3)]
+    files = {"fp16": export_onnx(head_checkpoint, tmp_path / "h16.onnx", precision="fp16"),
+             "int8": quantize_int8(head_onnx, tmp_path / "h8.onnx", calibration_inputs(samples, head_checkpoint.spec),
+                                   "minmax")}
+    reference = OrtBackend(head_onnx)
+    size = head_checkpoint.spec.input_size
+    image = rng.standard_normal((3, size, size)).astype(np.float32)
+    clicks = random_clicks(rng, 4, head_checkpoint.spec.num_classes, size, size)
+    reference.set_image(image)
+    expected = correct(reference.predict(clicks[:3]), clicks, reference.corrector)
+    for precision, path in files.items():
+        backend = OrtBackend(path)
+        assert backend.corrector is not None, precision
+        backend.set_image(image)
+        done = correct(backend.predict(clicks[:3]), clicks, backend.corrector)
+        assert done.coarse.dtype == np.float32 and done.coarse.shape == expected.coarse.shape
+        assert (done.labels == expected.labels).mean() >= (0.99 if precision == "fp16" else 0.5), precision
