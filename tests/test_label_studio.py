@@ -880,18 +880,21 @@ def test_a_label_studio_url_nothing_could_be_fetched_from_is_refused_at_start(ur
 
 @pytest.mark.parametrize(("fault", "status", "words"), [
     ("revoked", 500, "revoked, expired"), (500, 502, "answered 500"), (503, 502, "answered 503"),
-    ("closed", 503, "cannot reach Label Studio"),
+    ("closed", 503, "cannot reach Label Studio"), ("untrusted", 502, "SSL_CERT_FILE"),
 ])
-def test_a_failed_token_exchange_is_a_server_fault(backend, jwt_host, fault, status, words) -> None:
+def test_a_failed_token_exchange_is_a_server_fault(backend, jwt_host, bucket, fault, status, words) -> None:
     """The exchange of a personal access token fails: with a key Label Studio no longer takes,
-    this server is set up wrong (500); Label Studio failing (502) or down (503) is its own fault."""
+    this server is set up wrong (500); Label Studio failing (502) or down (503) is its own fault.
+    A certificate this server cannot check (an https Label Studio behind a CA it does not
+    trust) is a 502, as for an image: a retry would fail alike, so no 503 and Retry-After."""
     key = make_jwt({"token_type": "refresh", "exp": 8_000_000_000, "jti": "revoked"}) if fault == "revoked" else PAT
     jwt_host.refresh_fault = fault if isinstance(fault, int) else None
-    host = LabelStudioHost(closed_port_url() if fault == "closed" else jwt_host.url, key)
+    host = LabelStudioHost({"closed": closed_port_url(), "untrusted": bucket[0]}.get(fault, jwt_host.url), key)
     client = TestClient(create_app(backend, label_studio=host))
     reply = client.post("/label-studio/predict", json=predict_body("/data/upload/1/photo.png",
                                                                    [keypoint(20, 20, "hair")], 46))
     assert reply.status_code == status and words in reply.json()["detail"], reply.text
+    assert ("retry-after" in reply.headers) == (status == 503)
     assert jwt_host.image_auth == []  # no image asked for without an access token
 
 

@@ -25,9 +25,10 @@ or adding one keypoint of a label brings that label's group back.
 The reply is one BrushLabels region per part present in the mask, as brush RLE. Each task's
 image is fetched (:mod:`.fetch`, only from URLs :mod:`.urls` allows, with the token of
 :mod:`.tokens`), decoded and pre-processed once and kept, with its keypoints, for the
-``max_sessions`` most recently clicked tasks (:mod:`.tasks`). :mod:`.label_config` reads the
-labelling config, :mod:`.basic_auth` checks Label Studio's own credentials, :mod:`.host` says
-which Label Studio is served, and :mod:`.routes` puts it together.
+``max_sessions`` most recently clicked tasks (:mod:`.tasks`); :mod:`.upstream` says what a
+failed fetch or token exchange is. :mod:`.label_config` reads the labelling config,
+:mod:`.basic_auth` checks Label Studio's own credentials, :mod:`.host` says which Label Studio
+is served, and :mod:`.routes` puts it together.
 """
 
 from ihp_rt.serving.label_studio.host import LabelStudioHost

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import http.client
-import ssl
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -28,9 +27,9 @@ from typing import IO
 from urllib.parse import urljoin
 
 from ihp_rt.errors import IhpError, InputError
-from ihp_rt.serving.errors import Misconfigured, UpstreamError, UpstreamUnavailable
+from ihp_rt.serving.errors import Misconfigured, UpstreamError
 from ihp_rt.serving.label_studio.host import LabelStudioHost
-from ihp_rt.serving.label_studio.tokens import REDIRECTS
+from ihp_rt.serving.label_studio.upstream import REDIRECTS, unreachable
 from ihp_rt.serving.label_studio.urls import is_file_url, origin, task_file_url
 
 MAX_REDIRECTS = 5  # Label Studio -> the presigned URL is one; a storage may add one of its own
@@ -98,7 +97,8 @@ def _get(opener: urllib.request.OpenerDirector, url: str, host_url: str, authori
                 raise _refusal(e.code, url, on_host) from e
             location = e.headers.get("Location")
         except OSError as e:  # URLError, timeouts, resets, TLS: the connection, not an answer
-            raise _unreachable(e, url, on_host) from e
+            raise unreachable(e, "Label Studio" if on_host else "the host Label Studio redirected to",
+                              f"for the task image {url}") from e
         except http.client.HTTPException as e:  # a reply cut short or garbled
             raise UpstreamError(f"the reply of {url} for a task image is broken: {e!r}") from e
         except ValueError as e:  # http.client.InvalidURL (a control character, say): urlsplit let it through
@@ -144,13 +144,3 @@ def _refusal(code: int, url: str, on_host: bool) -> IhpError:
         return UpstreamError(f"{asked}: the storage refused Label Studio's presigned URL (check the storage's "
                              "credentials and presign settings in Label Studio)")
     return InputError(asked) if 400 <= code < 500 else UpstreamError(asked)
-
-
-def _unreachable(error: OSError, url: str, on_host: bool) -> IhpError:
-    """A connection that failed: for now (503), or for good where TLS did (502)."""
-    reason = getattr(error, "reason", error)
-    if isinstance(reason, ssl.SSLError):
-        return UpstreamError(f"TLS with {url} failed: {reason} (a storage behind a private CA: add the CA to the "
-                             "file SSL_CERT_FILE names)")
-    who = "Label Studio" if on_host else "the host Label Studio redirected to"
-    return UpstreamUnavailable(f"cannot reach {who} for the task image {url}: {reason}")

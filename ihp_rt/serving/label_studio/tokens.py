@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from ihp_rt.errors import IhpError
-from ihp_rt.serving.errors import Misconfigured, UpstreamError, UpstreamUnavailable
+from ihp_rt.serving.errors import Misconfigured, UpstreamError
+from ihp_rt.serving.label_studio.upstream import REDIRECTS, unreachable
 
 if TYPE_CHECKING:
     from ihp_rt.serving.label_studio.host import LabelStudioHost
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 # be answered, and the two hosts' clocks may disagree a little.
 EXPIRY_MARGIN_S = 30.0
 MAX_TOKEN_REPLY_BYTES = 64 << 10  # /api/token/refresh/ answers a few hundred bytes
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def jwt_claims(token: str) -> dict | None:
@@ -99,8 +98,6 @@ def exchange_refresh_token(host: LabelStudioHost, refresh: str, opener: urllib.r
     try:
         with opener.open(request, timeout=30) as response:
             reply = response.read(MAX_TOKEN_REPLY_BYTES + 1)
-    except IhpError:
-        raise
     except urllib.error.HTTPError as e:
         e.close()
         asked = f"Label Studio answered {e.code} when asked at {url} for an access token for LABEL_STUDIO_API_KEY"
@@ -111,9 +108,8 @@ def exchange_refresh_token(host: LabelStudioHost, refresh: str, opener: urllib.r
                                 "LABEL_STUDIO_URL to where Label Studio answers") from e
         raise Misconfigured(asked + (": it is revoked, expired or another Label Studio's" if e.code == 401
                                      else " (a personal access token)")) from e
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        raise UpstreamUnavailable(f"cannot reach Label Studio at {url} to exchange LABEL_STUDIO_API_KEY for an "
-                                  f"access token: {getattr(e, 'reason', e)}") from e
+    except OSError as e:  # URLError, timeouts, resets, TLS: the connection, not an answer
+        raise unreachable(e, "Label Studio", f"at {url} to exchange LABEL_STUDIO_API_KEY for an access token") from e
     except http.client.HTTPException as e:
         raise UpstreamError(f"Label Studio's reply at {url} is broken: {e!r}") from e
     except ValueError as e:
