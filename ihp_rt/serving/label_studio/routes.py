@@ -108,8 +108,10 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
             mask = session.predict().labels
         regions = []
         for class_id, name in brush.items():  # under the config's names: Label Studio shows no other
+            if not class_id:  # background is no region: not worth a full-resolution compare
+                continue
             part = mask == class_id
-            if class_id and part.any():
+            if part.any():
                 regions.append(region(part, name, tags, width, height))
         return {"results": [{"result": regions, "model_version": model_version}]}
 
