@@ -215,13 +215,13 @@ def dataset_for_labels(path: str | Path, labels: LabelSet, split: str | None = N
     """
     from ihp_rt.labels import get_label_mapping, label_mapping_names
 
-    data = open_dataset(path, split)
     if mapping is not None:
         chosen = get_label_mapping(mapping)
         if chosen.target.names != labels.names:
             raise InputError(f"label mapping {chosen.name!r} gives {chosen.target.name!r} classes, the model predicts "
                              f"{labels.name!r}")
         return open_dataset(path, split, chosen)  # refused there, naming them, if the data has classes it lacks
+    data = open_dataset(path, split)
     if data.label_set.names == labels.names:
         return data
     own = LabelMapping.identity(labels)
