@@ -20,7 +20,7 @@ from ihp_rt.correction import (
     cell_window,
     correct,
     network_clicks,
-    relabel,
+    upsampled_labels,
 )
 from ihp_rt.model.correction_head import CorrectionHead
 from tests.conftest import random_clicks
@@ -44,7 +44,7 @@ def upsample_reference(coarse: np.ndarray, size: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("cells", "size"), [(30, 117), (24, 96), (25, 97)])
-def test_relabel_rewrites_exactly_the_pixels_a_window_reaches(rng, cells: int, size: int) -> None:
+def test_upsampled_labels_cover_exactly_the_pixels_a_window_reaches(rng, cells: int, size: int) -> None:
     coarse = rng.normal(0, 3, (6, cells, cells)).astype(np.float32)
     torch_labels = F.interpolate(torch.from_numpy(coarse)[None], size=(size, size), mode="bilinear",
                                  align_corners=False)[0].argmax(0).numpy().astype(np.uint8)
@@ -52,17 +52,19 @@ def test_relabel_rewrites_exactly_the_pixels_a_window_reaches(rng, cells: int, s
     for rows, cols in [((0, 7), (3, 11)), ((cells - 5, cells), (cells - 9, cells)), ((10, 12), (0, cells))]:
         changed = coarse.copy()
         changed[:, rows[0]:rows[1], cols[0]:cols[1]] = rng.normal(0, 3, (6, rows[1] - rows[0], cols[1] - cols[0]))
-        labels = torch_labels.copy()
-        relabel(labels, changed, rows, cols)
+        ys, xs, block = upsampled_labels(changed, (size, size), rows, cols)
         expected = upsample_reference(changed.astype(np.float64), size).argmax(0)
-        assert np.array_equal(labels, expected)
-        # pixels whose two row taps and two column taps all miss the window keep their old label
+        assert np.array_equal(block, expected[ys, xs])
+        # the pixels outside the block read no changed cell: their labels are the old ones
         r0, r1, _ = bilinear_taps(cells, size)
         c0, c1, _ = bilinear_taps(cells, size)
         touched_rows = (r1 >= rows[0]) & (r0 < rows[1])
         touched_cols = (c1 >= cols[0]) & (c0 < cols[1])
-        untouched = ~(touched_rows[:, None] & touched_cols[None, :])
-        assert np.array_equal(labels[untouched], torch_labels[untouched])
+        assert (np.flatnonzero(touched_rows).tolist() == list(range(ys.start, ys.stop))
+                and np.flatnonzero(touched_cols).tolist() == list(range(xs.start, xs.stop)))
+        outside = np.ones((size, size), bool)
+        outside[ys, xs] = False
+        assert np.array_equal(expected[outside], torch_labels[outside])
 
 
 def test_network_clicks_runs_the_network_up_to_the_last_new_part() -> None:
@@ -139,7 +141,7 @@ def test_head_cones_match_a_float64_reference(rng) -> None:
     assert np.allclose(got, cones_reference(clicks, (3, 5), 12, 14, head.reach), atol=1e-5)
 
 
-def test_the_claimed_class_beats_the_best_other_by_the_claim_and_the_others_keep_their_logits(rng) -> None:
+def test_a_correction_gives_its_class_the_cells_it_claims_and_takes_none_away(rng) -> None:
     head = CorrectionHead(16, 5).eval()
     logits = torch.from_numpy(rng.normal(0, 4, (2, 5, 6, 7)).astype(np.float32))
     claim = torch.from_numpy(rng.normal(0, 2, (2, 1, 6, 7)).astype(np.float32))
@@ -147,9 +149,11 @@ def test_the_claimed_class_beats_the_best_other_by_the_claim_and_the_others_keep
     merged = head.merge(logits, claim, label).numpy()
     for n, c in enumerate((3, 0)):
         others = np.delete(logits[n].numpy(), c, axis=0)
+        had = logits[n].numpy().argmax(0) == c
         assert np.allclose(np.delete(merged[n], c, axis=0), others)
-        assert np.allclose(merged[n, c] - others.max(0), claim[n, 0].numpy(), atol=1e-5)
-        assert np.array_equal(merged[n].argmax(0) == c, claim[n, 0].numpy() > 0)
+        assert np.allclose(merged[n, c], np.maximum(logits[n, c].numpy(), others.max(0) + claim[n, 0].numpy()),
+                           atol=1e-5)
+        assert np.array_equal(merged[n].argmax(0) == c, had | (claim[n, 0].numpy() > 0))  # only ever adds c
     features, coarse = torch.randn(2, 32, 10, 10), torch.randn(2, 5, 10, 10)
     padded = torch.tensor([[[-1e4, -1e4, -1], [12, 9, 2]], [[3, 4, 0], [20, 30, 4]]], dtype=torch.float32)
     with torch.no_grad():
@@ -157,26 +161,33 @@ def test_the_claimed_class_beats_the_best_other_by_the_claim_and_the_others_keep
 
 
 def test_progressive_merge_keeps_only_the_changes_that_reach_the_click() -> None:
-    from ihp_rt.correction import merged_cells
+    from ihp_rt.correction import merged
 
-    before = np.zeros((8, 8), np.int64)
-    after = before.copy()
-    after[1:3, 1:3] = 2  # touches the click at (2, 2)
-    after[6:8, 6:8] = 4  # far from it
-    keep = merged_cells(before, after, 2, 2)
+    changed = np.zeros((8, 8), bool)
+    changed[1:3, 1:3] = True  # touches the click at (2, 2)
+    changed[6:8, 6:8] = True  # far from it
+    keep = merged(changed, 2, 2)
     assert keep[1:3, 1:3].all() and not keep[6:8, 6:8].any() and keep.sum() == 4
-    assert not merged_cells(before, after, 5, 1).any()  # nothing changed next to this click
+    assert not merged(changed, 5, 1).any()  # nothing changed next to this click
 
 
-def test_front_padding_changes_nothing(rng) -> None:
-    head = CorrectionHead(16, 5).eval()
-    torch.nn.init.normal_(head.out.weight)
-    features, coarse = torch.randn(1, 32, 10, 10), torch.randn(1, 5, 10, 10)
-    clicks = torch.tensor([[[12.0, 9.0, 2.0], [20.0, 30.0, 4.0]]])
-    padded = torch.cat([torch.tensor([[[-1e4, -1e4, -1.0]] * 3]), clicks], dim=1)
-    with torch.no_grad():
-        assert torch.allclose(head(features, coarse, clicks, torch.zeros(1, 2)),
-                              head(features, coarse, padded, torch.zeros(1, 2)), atol=1e-5)
+def test_a_correction_writes_only_the_changed_pixels_connected_to_its_click(rng) -> None:
+    """correct(): the logits take the head's whole window; the labels change only where the new
+    logits' arg-max differs and the difference is connected to the click."""
+    coarse = np.zeros((3, 20, 20), np.float32)
+    coarse[0] = 1.0  # everything background
+    previous = Pass(np.zeros((80, 80), np.uint8), coarse, np.zeros((2, 20, 20), np.float32))
+
+    def head(features, window, clicks, origin):
+        out = window.copy()
+        out[0, 2, 2:6, 2:6] = 5.0  # class 2 around the click at cell (4, 4)
+        out[0, 1, 15:18, 15:18] = 5.0  # class 1 far away: dropped from the labels
+        return out
+
+    done = correct(previous, np.array([[17, 17, 2]], np.int32), head)
+    assert done.coarse[1, 15:18, 15:18].max() == 5.0  # the logits keep the whole answer
+    assert set(np.unique(done.labels).tolist()) == {0, 2} and done.labels[17, 17] == 2
+    assert not done.labels[40:, :].any() and not done.labels[:, 40:].any()
 
 
 @pytest.fixture(scope="module")

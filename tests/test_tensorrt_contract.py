@@ -463,7 +463,8 @@ def test_a_model_with_a_correction_head_brings_its_head_and_logits_back(monkeypa
     spec = ModelSpec(labels=get_label_set("lip"), backbone="mobilenetv3_large", input_size=96, correction_head=True)
     model = build_model(spec, seed=0).eval()
     with torch.no_grad():
-        torch.nn.init.normal_(model.correction.out.weight, std=0.05)  # so that a correction changes the mask
+        torch.nn.init.normal_(model.correction.out.weight, std=0.05)  # so that a correction changes the mask:
+        model.correction.out.bias.fill_(3.0)  # it only adds its class, so it must claim cells
     onnx_path = export_onnx(Checkpoint(model, spec), tmp_path / "head.onnx")
     trt, cp = install(monkeypatch, tmp_path)
     engine, reference = open_backend(onnx_path, "tensorrt"), open_backend(onnx_path, "onnxruntime")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ihp_rt.clicks import Click
-from ihp_rt.correction import STRIDE, cell_window, merged_cells
+from ihp_rt.correction import STRIDE, cell_window, merged
 from ihp_rt.data.folder import IGNORE
 from ihp_rt.model.deeplab import DeepLabV3Plus
 from ihp_rt.simulation import central_clicks, farthest_of_candidates, wrong_regions
@@ -85,9 +85,9 @@ def head_loss(model: DeepLabV3Plus, x: torch.Tensor, labels: torch.Tensor, click
     rows, cols = coarse.shape[-2:]
     target = F.pad(labels, (0, STRIDE * cols - width, 0, STRIDE * rows - height), value=IGNORE).to(device)
     stats, losses = RoundStats(), []
+    up = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    predictions = up.contiguous(memory_format=torch.channels_last).argmax(1).to(torch.uint8).cpu().numpy()
     for _ in range(rounds):
-        up = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
-        predictions = up.contiguous(memory_format=torch.channels_last).argmax(1).to(torch.uint8).cpu().numpy()
         placed = []
         for i, (prediction, truth) in enumerate(zip(predictions, truths, strict=True)):
             found = correction_at(prediction, truth, rng, 3 if rng.random() < WIDER_CHOICE else 1)
@@ -114,16 +114,18 @@ def head_loss(model: DeepLabV3Plus, x: torch.Tensor, labels: torch.Tensor, click
         up = F.interpolate(claim, size=(STRIDE * h, STRIDE * w), mode="bilinear", align_corners=False)[:, 0]
         bce = F.binary_cross_entropy_with_logits(up, wanted, reduction="none")
         losses.append((bce * weight).sum() / weight.sum().clamp(min=1))
-        with torch.no_grad():  # the next round starts from what inference would show: merged, detached
+        with torch.no_grad():  # the next round starts from what inference shows: merged, detached
             after = head.merge(before, claim, chosen[:, -1, 2])
-            shown = F.interpolate(after, size=(STRIDE * h, STRIDE * w), mode="bilinear", align_corners=False)
-            shown = shown.argmax(1)
-            old, new = before.argmax(1).cpu().numpy(), after.argmax(1).cpu().numpy()
+            window_labels = [F.interpolate(logits, size=(STRIDE * h, STRIDE * w), mode="bilinear",
+                                           align_corners=False).argmax(1).cpu().numpy() for logits in (before, after)]
             coarse = coarse.clone()
-            for j, (i, click, _, (r0, c0, _, _)) in enumerate(placed):
-                stats.honoured += int(shown[j, click.y - STRIDE * r0, click.x - STRIDE * c0] == click.label)
-                keep = torch.from_numpy(merged_cells(old[j], new[j], click.y // STRIDE - r0, click.x // STRIDE - c0))
-                coarse[i, :, cells[j][1], cells[j][2]] = torch.where(keep.to(device), after[j], before[j])
+            for j, ((i, click, _, _), (r, c)) in enumerate(zip(placed, pixels, strict=True)):
+                coarse[i, :, cells[j][1], cells[j][2]] = after[j]
+                shown = predictions[i, r, c]  # a view: the window's pixels inside the crop
+                old, new = (labels_[j, : shown.shape[0], : shown.shape[1]] for labels_ in window_labels)
+                keep = merged(new != old, click.y - r.start, click.x - c.start)
+                shown[keep] = new[keep]
+                stats.honoured += int(predictions[i, click.y, click.x] == click.label)
         stats.corrections += len(placed)
     if not losses:  # every prediction already perfect: nothing to learn from this batch
         return projected.sum() * 0, stats
