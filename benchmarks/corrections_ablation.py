@@ -106,7 +106,7 @@ def widen_first_layer(model: DeepLabV3Plus, extra: int) -> DeepLabV3Plus:
         raise ValueError("the ablation widens concat stems with raw maps (the shipped default)")
     old = stem[0]
     wide = torch.nn.Conv2d(old.in_channels + extra, old.out_channels, old.kernel_size, old.stride, old.padding,
-                           bias=False)
+                           bias=False, dtype=old.weight.dtype, device=old.weight.device)
     with torch.no_grad():
         wide.weight.zero_()
         wide.weight[:, : old.in_channels] = old.weight
