@@ -4,9 +4,9 @@
 the clicks, run the network, arg-max, copy the mask back, map it to the photo -- over a
 realistic click sequence: the example's labelled clicks, then correction-like clicks, starting
 a new image every ``clicks_per_image`` clicks (that once-per-image cost is timed separately and
-never lands in a per-click figure). With a correction head, a click is a network click (a part
-named for the first time), a correction (one head run) or neither (its pixel already showed its
-label); the first two are summarised apart as well as together. Each backend runs in a fresh
+never lands in a per-click figure). A click is a network click (a part named for the first time),
+a correction (ihp_rt.correction: no network pass) or neither (its pixel already showed its label);
+the first two are summarised apart as well as together. Each backend runs in a fresh
 process so its peak memory is its own. Absolute times on shared CPUs are noisy: compare the ratios of one run.
 """
 
@@ -106,7 +106,7 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
     session = Session.open(model, backend=backend, device=device, threads=threads, half=half)
     open_ms = (time.perf_counter() - t0) * 1e3
     set_image_ms, totals, stages = [], [], {"encode_ms": [], "network_ms": [], "download_ms": [], "map_back_ms": []}
-    kinds = []  # per timed click: "network", "correction" (a head run) or "unchanged" (neither was needed)
+    kinds = []  # per timed click: "network", "correction" or "unchanged" (neither was needed)
 
     def timed_set_image() -> float:
         t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def measure(name: str, model: str, image: np.ndarray, clicks: list[tuple[int, in
         if i < warmup:
             continue
         totals.append(pred.latency_ms)
-        kinds.append("network" if pred.network_passes else "correction" if pred.head_runs else "unchanged")
+        kinds.append("network" if pred.network_passes else "correction" if pred.corrections_run else "unchanged")
         if pred.network_passes:  # the stages of the network pass; a correction has none of them
             timings = session.backend.timings
             for key in ("encode_ms", "network_ms", "download_ms"):

@@ -5,11 +5,12 @@ C click maps, laid out exactly like the buffer a backend fills (RGB once per ima
 click). With ``output="labels"`` the arg-max is inside the graph and only a uint8 mask
 (N, H, W) leaves the engine; ``output="logits"`` keeps the float32 (N, C, H, W) logits.
 
-A model with a correction head has two more outputs, ``coarse`` (the stride-4 logits) and
-``features`` (the head's projection of the decoder features), both float32, and carries the head
-itself as a second, small ONNX graph in its metadata (``ONNX_HEAD_KEY``, base64): the network's
-graph keeps its one input, so the first-layer split, INT8 calibration and TensorRT builds treat
-it as before, and corrections run the head graph alone.
+Every graph has a second output, ``coarse`` (the stride-4 logits, float32), which corrections
+edit instead of running the network again (ihp_rt/correction.py). A model with a correction head
+has a third, ``features`` (the head's projection of the decoder features, float32), and carries
+the head itself as a second, small ONNX graph in its metadata (``ONNX_HEAD_KEY``, base64): the
+network's graph keeps its one input, so the first-layer split, INT8 calibration and TensorRT
+builds treat it as before, and corrections run the head graph alone.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from ihp_rt.model.correction_head import CorrectionHead
 from ihp_rt.spec import (
     ONNX_HEAD_INPUTS,
     ONNX_HEAD_KEY,
-    ONNX_HEAD_OUTPUTS,
     ONNX_OUTPUT_KEY,
+    ONNX_PASS_OUTPUTS,
     ONNX_PRECISION_KEY,
     ONNX_SPEC_KEY,
     ONNX_VERSION_KEY,
@@ -58,12 +59,10 @@ class ExportWrapper(nn.Module):
         self.model = copy.deepcopy(model).half() if half else model
         self.output, self.half = output, half
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = x.half() if self.half else x
-        if self.model.correction is None:
-            return self._first(self.model(x))
-        logits, coarse, features = self.model.full_pass(x)
-        return self._first(logits), coarse.float(), features.float()
+        logits, *rest = self.model.full_pass(x)
+        return self._first(logits), *(tensor.float() for tensor in rest)
 
     def _first(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(1).to(torch.uint8) if self.output == "labels" else logits.float()
@@ -100,7 +99,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, output: str = "labels"
     wrapper = ExportWrapper(checkpoint.model.fused(), output, half=precision == "fp16").eval()
     example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     out_axes = {0: "batch", 1: "height", 2: "width"} if output == "labels" else {0: "batch", 2: "height", 3: "width"}
-    outputs = [output, *ONNX_HEAD_OUTPUTS] if spec.correction_head else [output]
+    outputs = [output, *ONNX_PASS_OUTPUTS[: 2 if spec.correction_head else 1]]
     axes = {"input": {0: "batch", 2: "height", 3: "width"}, output: out_axes,
             **{name: {0: "batch", 2: "rows", 3: "cols"} for name in outputs[1:]}}
     tmp = path.with_name(path.name + ".tmp")

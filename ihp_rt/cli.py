@@ -111,7 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                            rng.integers(0, spec.num_classes, k)], axis=1).astype(np.int32)
         for backend in (torch_backend, ort_backend):
             backend.set_image(image)
-        if spec.correction_head:  # the last click as a correction: each engine's head after its own pass
+        if ort_backend.corrector is not None:  # the last click as a correction, each engine after its own pass
             passes = [correct(backend.predict(clicks[:-1]), clicks, backend.corrector)
                       for backend in (torch_backend, ort_backend)]
         else:

@@ -1,15 +1,16 @@
-"""Corrections by the correction head, and the rule that makes a mask a function of the clicks.
+"""Corrections without the network, and the rule that makes a mask a function of the clicks.
 
-A model with a correction head (``spec.correction_head``) runs the whole network only on the
-clicks up to the last one that names a part for the first time (:func:`network_clicks`); every
-later click -- a second click on a part, or any background click -- is a correction: the head
-rewrites the stride-4 logits in a window around it (:func:`correct`), and of the model pixels
-whose labels that changes, only those connected to the click take the new labels (Progressive
-Merge). A later click on a pixel that already shows its label changes nothing (the next
-network pass reads it, as it reads every click). So a mask depends on the click list alone, never on the
-order requests arrived in: undo gives back the previous mask exactly, and a worker that never saw
-a session replays its clicks to the same mask (:class:`PassCache` keeps recent passes so that
-replaying is rare).
+The whole network runs only on the clicks up to the last one that names a part for the first time,
+and the clicks of that part right after it (:func:`network_clicks`); every later click -- a second
+click on a part, or any background click -- is a correction. A correction rewrites the stride-4
+logits the last pass left in a window around its click (:func:`correct`): a model with a correction
+head runs its head there (ihp_rt/model/correction_head.py), every other model raises the clicked
+class's logits around the click (:class:`Boost`). Of the model pixels whose labels that changes,
+only those connected to the click take the new labels (Progressive Merge). A later click on a pixel
+that already shows its label changes nothing (the next network pass reads it, as it reads every
+click). So a mask depends on the click list alone, never on the order requests arrived in: undo
+gives back the previous mask exactly, and a worker that never saw a session replays its clicks to
+the same mask (:class:`PassCache` keeps recent passes so that replaying is rare).
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ import numpy as np
 
 STRIDE = 4  # model pixels per cell of the decoder's features and of the coarse logits
 WINDOW = 48  # cells (x STRIDE model pixels) of the square a correction rewrites around its click
+BOOST_MARGIN = 1.0  # logits by which a Boost correction's class wins its clicked pixel
+BOOST_SIGMA = 16.0  # model pixels over which a Boost correction falls off (a Gaussian's sigma)
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare their fields, never two passes
 class Pass:
-    """What a pass of the network or of the head leaves: the labels in the model frame and, for
-    models with a correction head, the stride-4 logits and projected features the next correction
-    reads. Arrays are never written after the pass is made (passes are cached and shared)."""
+    """What a pass of the network or a correction leaves: the labels in the model frame, the stride-4
+    logits the next correction reads (None from an export that lacks them) and, for models with a
+    correction head, its projected features. Arrays are never written after the pass is made
+    (passes are cached and shared)."""
 
     labels: np.ndarray  # (S, S) uint8
     coarse: np.ndarray | None = None  # (C, S/4, S/4) float32 logits
@@ -39,11 +43,65 @@ class Pass:
 
 
 class Corrector(Protocol):
-    """The correction head on some engine: window inputs in, the window's new logits out."""
+    """What answers a correction on some engine: window inputs in, the window's new logits out."""
 
-    def __call__(self, features: np.ndarray, coarse: np.ndarray, clicks: np.ndarray,
+    def __call__(self, features: np.ndarray | None, coarse: np.ndarray, clicks: np.ndarray,
                  origin: np.ndarray) -> np.ndarray:
-        """(1, P, h, w), (1, C, h, w), (1, K, 3) and (1, 2) float32 -> (1, C, h, w) float32."""
+        """(1, P, h, w) or None, (1, C, h, w), (1, K, 3) and (1, 2) float32 -> (1, C, h, w) float32."""
+
+
+class Boost:
+    """The correction of every model without a correction head: the clicked class's logits are
+    raised by a Gaussian of ``sigma`` model pixels around the click, just high enough that the
+    class wins the clicked pixel by ``margin`` after the bilinear upsampling to ``size`` model
+    pixels. Nothing is learned and no network runs: the network's own logits decide how far the
+    correction spreads, where the clicked class was already close.
+
+    Measured against the network's own pass on every correction (issue 28; 64 held-out photos,
+    README "Corrections that take"): every correction honoured, mIoU after 20 corrections higher,
+    at a fraction of a network pass per correction. Sigma and margin were chosen on those photos.
+    """
+
+    def __init__(self, size: int, margin: float = BOOST_MARGIN, sigma: float = BOOST_SIGMA) -> None:
+        self.size, self.margin, self.sigma = size, margin, sigma
+        self.cells = -(-size // STRIDE)  # the stride-4 grid: two stride-2 layers with "same" padding
+
+    def __call__(self, features: np.ndarray | None, coarse: np.ndarray, clicks: np.ndarray,
+                 origin: np.ndarray) -> np.ndarray:
+        x, y, label = (int(v) for v in clicks[0, -1])
+        logits = coarse[0]
+        row0, col0 = int(origin[0, 0]), int(origin[0, 1])
+        height, width = logits.shape[1:]
+        r0, r1, rw = (tap[y] for tap in bilinear_taps(self.cells, self.size))
+        c0, c1, cw = (tap[x] for tap in bilinear_taps(self.cells, self.size))
+        if not (row0 <= r0 and r1 < row0 + height and col0 <= c0 and c1 < col0 + width):
+            raise ValueError(f"the window at cells ({row0}, {col0}) does not hold the clicked pixel's ({x}, {y})")
+        # the Gaussian on the cells, centred on the clicked pixel's place in the grid
+        scale = self.cells / self.size
+        centre_row, centre_col = (y + 0.5) * scale - 0.5 - row0, (x + 0.5) * scale - 0.5 - col0
+        sigma = self.sigma * scale
+        gauss = (np.exp(-((np.arange(height) - centre_row) ** 2) / (2 * sigma ** 2))[:, None]
+                 * np.exp(-((np.arange(width) - centre_col) ** 2) / (2 * sigma ** 2))[None, :])
+
+        def at_click(grid: np.ndarray) -> np.ndarray:
+            rows = grid[..., r0 - row0, :] * (1 - rw) + grid[..., r1 - row0, :] * rw
+            return rows[..., c0 - col0] * (1 - cw) + rows[..., c1 - col0] * cw
+
+        scores = at_click(logits)
+        deficit = np.delete(scores, label).max() - scores[label] + self.margin
+        new = logits.copy()
+        new[label] += max(float(deficit), 0.0) / float(at_click(gauss)) * gauss
+        return new[None].astype(np.float32, copy=False)
+
+
+def corrections_name(corrector: Corrector | None) -> str:
+    """How a backend answers corrections, in words: part of the model identity a served session
+    records, so that workers answering corrections differently never share a session."""
+    if corrector is None:
+        return "the network"
+    if isinstance(corrector, Boost):
+        return f"boost (sigma {corrector.sigma:g} px, margin {corrector.margin:g})"
+    return "the correction head"
 
 
 def cell_window(x: int, y: int, rows: int, cols: int, window: int = WINDOW) -> tuple[int, int, int, int]:
@@ -57,13 +115,20 @@ def cell_window(x: int, y: int, rows: int, cols: int, window: int = WINDOW) -> t
 
 def network_clicks(clicks: np.ndarray) -> int:
     """How many leading clicks of (K, 3) (x, y, label) rows the network runs on: up to and
-    including the last click whose part class (not background) has no earlier click."""
+    including the last click whose part class (not background) has no earlier click, and the
+    clicks of that class that follow it without another class between. A part of several
+    components (two arms, two shoes) is named by one click per component, and the network, not a
+    correction, should place them all (measured: correcting them cost 0.6 points of mIoU after
+    the initial clicks on the 64 held-out photos)."""
+    labels = clicks[:, 2].tolist()
     seen: set[int] = set()
     count = 0
-    for i, label in enumerate(clicks[:, 2].tolist()):
+    for i, label in enumerate(labels):
         if label != 0 and label not in seen:
             count = i + 1
         seen.add(label)
+    while count and count < len(labels) and labels[count] == labels[count - 1]:
+        count += 1
     return count
 
 
@@ -116,25 +181,28 @@ def merged(changed: np.ndarray, row: int, col: int) -> np.ndarray:
 
 def correct(previous: Pass, clicks: np.ndarray, head: Corrector) -> Pass:
     """The pass after the last of ``clicks`` (K, 3) int model-frame rows, the others already in
-    ``previous``: the head rewrites the window's logits around the newest click, and the pixels
-    whose labels that changes are merged into the labels (:func:`merged`). The logits keep the
-    head's whole answer: the next correction compares its own against them, so a change dropped
-    here is never merged later."""
-    if previous.coarse is None or previous.features is None:
-        raise ValueError("a correction needs a pass of a model with a correction head")
+    ``previous``: ``head`` (a correction head or :class:`Boost`) rewrites the window's logits around
+    the newest click, and of the pixels where the new logits disagree with the labels shown, those
+    connected to the click take the new labels (:func:`merged`). The logits keep the whole answer,
+    so a change dropped here is merged by a later click that touches it (measured: comparing
+    against the old logits instead left 6 % of corrections unhonoured, where an earlier correction
+    had already raised the class in logits the labels never showed)."""
+    if previous.coarse is None:
+        raise ValueError("a correction needs a pass that kept its stride-4 logits")
     x, y = int(clicks[-1, 0]), int(clicks[-1, 1])
     row0, col0, height, width = cell_window(x, y, *previous.coarse.shape[1:])
     window = (slice(None), slice(row0, row0 + height), slice(col0, col0 + width))
-    features, coarse = (np.ascontiguousarray(array[window])[None] for array in (previous.features, previous.coarse))
+    coarse = np.ascontiguousarray(previous.coarse[window])[None]
+    features = None if previous.features is None else np.ascontiguousarray(previous.features[window])[None]
     new = head(features, coarse, clicks.astype(np.float32)[None], np.array([[row0, col0]], np.float32))[0]
     coarse = previous.coarse.copy()
     coarse[window] = new
     reach = (row0, row0 + height), (col0, col0 + width)
-    ys, xs, before = upsampled_labels(previous.coarse, previous.labels.shape, *reach)
-    _, _, after = upsampled_labels(coarse, previous.labels.shape, *reach)
-    keep = merged(after != before, y - ys.start, x - xs.start)
+    ys, xs, after = upsampled_labels(coarse, previous.labels.shape, *reach)
     labels = previous.labels.copy()
-    labels[ys, xs] = np.where(keep, after, labels[ys, xs])
+    shown = labels[ys, xs]
+    keep = merged(after != shown, y - ys.start, x - xs.start)
+    labels[ys, xs] = np.where(keep, after, shown)
     return Pass(labels, coarse, previous.features)
 
 

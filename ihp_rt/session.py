@@ -36,17 +36,17 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Prediction:
     """A label map in image pixels, the clicks that produced it, and what it cost: its latency,
-    and the work behind it -- network passes and correction-head runs (a click the cache
-    continues costs one of either, or neither when its pixel already shows its label; a click
-    list replayed on a worker that never saw it costs one network pass and a head run per
-    correction)."""
+    and the work behind it -- network passes and corrections (:mod:`ihp_rt.correction`; a click
+    the cache continues costs one of either, or neither when its pixel already shows its label; a
+    click list replayed on a worker that never saw it costs one network pass and one correction
+    per later click)."""
 
     labels: np.ndarray
     clicks: tuple[Click, ...]
     backend: str
     latency_ms: float
     network_passes: int = 1
-    head_runs: int = 0
+    corrections_run: int = 0
 
 
 PASS_CACHE_BYTES = 128 * 2**20  # a correction pass of the default model holds ~1.1 MB, a network pass ~3 MB
@@ -69,9 +69,9 @@ class SharedBackend:
     image that is (by identity of its pre-processed array), so switching sessions costs one
     buffer copy and staying with a session costs nothing.
 
-    With a correction head, ``passes`` keeps recent passes (:mod:`ihp_rt.correction`): a click
-    after a cached click list costs one head run, and a list not seen here is replayed from its
-    network pass.
+    Where the backend answers corrections, ``passes`` keeps recent passes (:mod:`ihp_rt.correction`):
+    a click after a cached click list costs one correction, and a list not seen here is replayed
+    from its network pass.
     """
 
     def __init__(self, backend: Backend, cache_bytes: int = PASS_CACHE_BYTES) -> None:
@@ -97,11 +97,11 @@ class SharedBackend:
             self.backend.set_image(image)
             self._loaded = image
 
-    def predict(self, image: np.ndarray, clicks: np.ndarray) -> tuple[Pass, int, int]:
-        """The pass of (K, 3) model-frame ``clicks`` on ``image``, and the network passes and head
-        runs it took."""
+    def predict(self, image: np.ndarray, clicks: np.ndarray, corrections: bool = True) -> tuple[Pass, int, int]:
+        """The pass of (K, 3) model-frame ``clicks`` on ``image``, and the network passes and
+        corrections it took; without ``corrections`` the network runs on every click."""
         with self._lock:
-            head = self.backend.corrector
+            head = self.backend.corrector if corrections else None
             if head is None:
                 self._load(image)
                 return self.backend.predict(clicks), 1, 0
@@ -130,11 +130,16 @@ class Session:
 
     ``click_radius``: every pixel within this many model pixels of a click takes the click's
     label (ihp_rt/click_enforcement.py); 0 returns the network's labels untouched.
+
+    ``corrections``: later clicks are corrections (:mod:`ihp_rt.correction`), so the mask depends
+    on the clicks' order; False runs the network on every click, for callers that do not know the
+    order (Label Studio sends keypoints grouped by label) or want a full pass per click.
     """
 
-    def __init__(self, backend: Backend | SharedBackend, click_radius: int = DEFAULT_CLICK_RADIUS) -> None:
+    def __init__(self, backend: Backend | SharedBackend, click_radius: int = DEFAULT_CLICK_RADIUS,
+                 corrections: bool = True) -> None:
         self.engine = backend if isinstance(backend, SharedBackend) else SharedBackend.of(backend)
-        self.click_radius = click_radius
+        self.click_radius, self.corrections = click_radius, corrections
         self._box: Letterbox | None = None
         self._image: np.ndarray | None = None
         self._clicks: list[Click] = []
@@ -203,16 +208,16 @@ class Session:
         box, image = self._box, self._image
         if box is None or image is None:
             raise InputError("no image set: call set_image first")
-        return predict_mask(self.engine, box, image, self.clicks, self.click_radius)
+        return predict_mask(self.engine, box, image, self.clicks, self.click_radius, self.corrections)
 
 
 def predict_mask(engine: SharedBackend, box: Letterbox, image: np.ndarray, clicks: tuple[Click, ...],
-                 click_radius: int = DEFAULT_CLICK_RADIUS) -> Prediction:
+                 click_radius: int = DEFAULT_CLICK_RADIUS, corrections: bool = True) -> Prediction:
     """The mask of ``clicks`` on a pre-processed image, in image pixels: network, click disks, map back.
     The one place a mask is made (Session and the server's tentative click lists both call it)."""
     start = time.perf_counter()
     model_clicks = box.clicks_to_model(list(clicks))
-    done, passes, runs = engine.predict(image, model_clicks)
+    done, passes, runs = engine.predict(image, model_clicks, corrections)
     labels = enforce_clicks(done.labels, model_clicks, click_radius)
     return Prediction(box.labels_to_image(labels), clicks, engine.backend.name, (time.perf_counter() - start) * 1e3,
                       passes, runs)

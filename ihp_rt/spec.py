@@ -22,7 +22,10 @@ ONNX_OUTPUT_KEY = "ihp_rt.output"
 ONNX_VERSION_KEY = "ihp_rt.version"
 ONNX_PRECISION_KEY = "ihp_rt.precision"
 ONNX_HEAD_KEY = "ihp_rt.correction_head"  # the correction head's own ONNX graph, base64 (export/to_onnx.py)
-ONNX_HEAD_OUTPUTS = ("coarse", "features")  # what the network's graph adds for a model with a correction head
+# What the network's graph outputs after its mask, in this order: the stride-4 logits every correction
+# reads (every export since spec version 3), and for a model with a correction head the head's
+# projection of the stride-4 features.
+ONNX_PASS_OUTPUTS = ("coarse", "features")
 ONNX_HEAD_INPUTS = ("features", "coarse", "clicks", "origin")  # the head graph's inputs, in CorrectionHead's order
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

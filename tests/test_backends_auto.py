@@ -229,7 +229,7 @@ def test_ort_cuda_binds_a_device_input_and_only_the_maps_change_per_click(monkey
     buffer = backend._device.buffer
     assert backend.name == "onnxruntime-cuda" and backend.note == ""
     assert fake.bindings == [("bind_input", "input", "cuda", 0, np.float32, (1, 23, size, size), buffer.data.ptr),
-                             ("bind_output", "labels", "cpu")]
+                             ("bind_output", "labels", "cpu"), ("bind_output", "coarse", "cpu")]
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     image = rng.standard_normal((3, size, size)).astype(np.float32)
     cp.transfers.clear()
@@ -243,7 +243,7 @@ def test_ort_cuda_binds_a_device_input_and_only_the_maps_change_per_click(monkey
         maps = encode_reference(clicks, spec.num_classes, size, size, spec.cap)
         expected = session.run(None, {"input": np.concatenate([image, maps])[None]})[0][0]
         assert np.array_equal(mask, expected)
-    assert len(fake.bindings) == 2  # bound once, never re-bound per click
+    assert len(fake.bindings) == 3  # bound once, never re-bound per click
 
 
 def test_ort_cuda_without_cupy_binds_host_memory_and_says_so(monkeypatch, onnx_file, rng) -> None:

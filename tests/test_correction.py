@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from ihp_rt.correction import (
     STRIDE,
     WINDOW,
+    Boost,
     Pass,
     PassCache,
     bilinear_taps,
@@ -76,6 +78,8 @@ def test_network_clicks_runs_the_network_up_to_the_last_new_part() -> None:
     assert network_clicks(rows(2, 5, 7)) == 3  # the evaluation's initial clicks: one network pass
     assert network_clicks(rows(2, 5, 2, 0, 5)) == 2  # then corrections
     assert network_clicks(rows(2, 5, 2, 0, 9, 2)) == 5  # a new part runs the network again
+    assert network_clicks(rows(2, 5, 5, 5, 0, 5)) == 4  # the components of the newest part, named in a row
+    assert network_clicks(rows(5, 2, 2)) == 3
 
 
 @pytest.mark.parametrize(("x", "y", "rows", "cols"), [(0, 0, 119, 119), (472, 472, 119, 119), (200, 10, 119, 80),
@@ -202,6 +206,7 @@ def head_checkpoint():
     model = build_model(spec, seed=0).eval()
     with torch.no_grad():
         torch.nn.init.normal_(model.correction.out.weight, std=0.05)
+        model.correction.out.bias.fill_(3.0)  # a head only adds its class: it must claim cells
     return Checkpoint(model, spec, {"untrained": True})
 
 
@@ -287,25 +292,75 @@ def test_a_correction_after_a_cached_list_costs_one_head_run(head_onnx, rng) -> 
                     if shown[y, x] != label)  # a pixel that shows another label: a real correction
         session.add_click(int(x), int(y), label)
         done = session.predict()
-        assert (done.network_passes, done.head_runs) == (0, 1)
+        assert (done.network_passes, done.corrections_run) == (0, 1)
     assert calls == {"network": 1, "head": 4}
     session.undo()
     session.predict()
     assert calls == {"network": 1, "head": 4}  # undo: the shorter list's pass is cached
     session.add_click(10, 10, 13)  # a new part: the network runs on all clicks
     done = session.predict()
-    assert calls == {"network": 2, "head": 4} and (done.network_passes, done.head_runs) == (1, 0)
+    assert calls == {"network": 2, "head": 4} and (done.network_passes, done.corrections_run) == (1, 0)
     clicked = {c.label for c in session.clicks}
     y, x = next(zip(*np.nonzero(np.isin(done.labels, list(clicked))), strict=True))
     session.add_click(int(x), int(y), int(done.labels[y, x]))  # the pixel already shows that label: nothing to run
     same = session.predict()
-    assert calls == {"network": 2, "head": 4} and (same.network_passes, same.head_runs) == (0, 0)
+    assert calls == {"network": 2, "head": 4} and (same.network_passes, same.corrections_run) == (0, 0)
     assert np.array_equal(same.labels, done.labels)
 
 
-def test_correct_refuses_a_pass_without_head_outputs(rng) -> None:
-    with pytest.raises(ValueError, match="correction head"):
+def test_correct_refuses_a_pass_without_stride_4_logits(rng) -> None:
+    with pytest.raises(ValueError, match="stride-4 logits"):
         correct(Pass(np.zeros((8, 8), np.uint8)), np.zeros((1, 3), np.int32), lambda *a: a[1])
+
+
+def upsampled_reference(coarse: np.ndarray, size: int) -> np.ndarray:
+    """(C, size, size) float64: PyTorch's bilinear resize (align_corners=False) of ``coarse``."""
+    return F.interpolate(torch.from_numpy(coarse.astype(np.float64))[None], size=(size, size), mode="bilinear",
+                         align_corners=False)[0].numpy()
+
+
+def test_a_boost_is_a_gaussian_on_the_clicked_class_that_wins_the_clicked_pixel_by_the_margin(rng) -> None:
+    """Against a float64 reference (PyTorch's bilinear resize): only the clicked class's logits
+    change, by one Gaussian of sigma model pixels centred on the click, and after the upsampling the
+    class wins the clicked pixel by exactly the margin where it had not already."""
+    size, cells, classes = 190, 48, 6  # 190 px read a grid of ceil(190 / 4) = 48 cells
+    for _ in range(40):
+        coarse = rng.normal(0, 4, size=(classes, cells, cells)).astype(np.float32)
+        x, y, label = int(rng.integers(size)), int(rng.integers(size)), int(rng.integers(classes))
+        row0, col0, height, width = cell_window(x, y, cells, cells, window=24)
+        window = coarse[:, row0:row0 + height, col0:col0 + width][None]
+        clicks = np.array([[[3, 3, 1], [x, y, label]]], np.float32)
+        new = Boost(size, margin=1.5, sigma=12.0)(None, window, clicks, np.array([[row0, col0]], np.float32))[0]
+        change = new.astype(np.float64) - window[0]
+        assert not np.delete(change, label, axis=0).any()
+        scale = cells / size  # cell i's centre is model pixel (i + 0.5) / scale - 0.5
+        rows = (np.arange(row0, row0 + height)[:, None] + 0.5) / scale - 0.5
+        cols = (np.arange(col0, col0 + width)[None, :] + 0.5) / scale - 0.5
+        gauss = np.exp(-((rows - y) ** 2 + (cols - x) ** 2) / (2 * 12.0 ** 2))
+        peak = change[label].max()
+        assert peak >= 0 and np.allclose(change[label], peak / gauss.max() * gauss, atol=1e-4 * max(peak, 1))
+        edited = coarse.copy()
+        edited[:, row0:row0 + height, col0:col0 + width] = new
+        before, after = upsampled_reference(coarse, size)[:, y, x], upsampled_reference(edited, size)[:, y, x]
+        lead = before[label] - np.delete(before, label).max()
+        won = after[label] - np.delete(after, label).max()
+        assert np.isclose(won, max(lead, 1.5), atol=1e-3)
+
+
+def test_a_boost_correction_is_honoured_and_touches_only_what_connects_to_the_click(rng) -> None:
+    size, cells, classes = 160, 40, 5
+    coarse = rng.normal(0, 3, size=(classes, cells, cells)).astype(np.float32)
+    labels = upsampled_reference(coarse, size).argmax(0).astype(np.uint8)
+    previous = Pass(labels, coarse)
+    for _ in range(10):
+        x, y = (int(v) for v in rng.integers(size, size=2))
+        label = int((labels[y, x] + 1) % classes)
+        corrected = correct(previous, np.array([[x, y, label]], np.int32), Boost(size))
+        assert corrected.labels[y, x] == label and corrected.features is None
+        changed = corrected.labels != labels
+        _, regions = cv2.connectedComponents(changed.astype(np.uint8), connectivity=8)
+        assert set(np.unique(regions[changed])) == {regions[y, x]}  # one region, the click's
+        assert set(np.unique(corrected.labels[changed])) == {label}  # and it only gains the clicked class
 
 
 def test_spec_version_3_records_the_head_and_older_specs_have_none(head_checkpoint) -> None:

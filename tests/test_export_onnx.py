@@ -38,7 +38,7 @@ def test_exported_file_is_checked_and_self_describing(onnx_path, tiny_checkpoint
 def test_dynamic_batch_and_size(onnx_path, tiny_checkpoint, rng) -> None:
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = rng.standard_normal((2, 23, 75, 131)).astype(np.float32)
-    (labels,) = sess.run(None, {"input": x})
+    labels = sess.run(["labels"], {"input": x})[0]
     assert labels.shape == (2, 75, 131) and labels.dtype == np.uint8
     import torch
 
@@ -191,7 +191,7 @@ def test_cached_stem_equals_the_whole_graph(backbone, entry, scale, tmp_path, rn
     clicks = random_clicks(rng, 12, spec.num_classes, 96, 96)
     for k in (0, 1, 5, 12):
         maps = encode_reference(clicks[:k], spec.num_classes, 96, 96).astype(np.float32)
-        (logits,) = whole.run(None, {"input": np.concatenate([image, maps])[None]})
+        logits = whole.run(["logits"], {"input": np.concatenate([image, maps])[None]})[0]
         with torch.inference_mode():
             reference = model(torch.from_numpy(np.concatenate([image, maps])[None])).numpy()
         assert np.abs(reference - logits).max() <= 1e-3 * np.abs(reference).max()

@@ -277,13 +277,14 @@ def backend_url(label_studio, personal_access_token, certificates, backend_log) 
 
 @pytest.fixture(scope="module")
 def session():
-    """The reference: a Session over the same model, backend and thread count as the server."""
+    """The reference: a Session over the same model, backend and thread count as the server, with
+    the network on every keypoint as the backend runs it for Label Studio."""
     from ihp_rt.backends import open_backend
     from ihp_rt.images import read_image
     from ihp_rt.session import Session
     from ihp_rt.zoo import default_onnx_path
 
-    s = Session(open_backend(default_onnx_path(), "onnxruntime", device="cpu", threads=1))
+    s = Session(open_backend(default_onnx_path(), "onnxruntime", device="cpu", threads=1), corrections=False)
     s.set_image(read_image(PHOTO))
     return s
 

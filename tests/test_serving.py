@@ -92,7 +92,8 @@ def test_health_ready_info_and_openapi(client) -> None:
     assert ready["ready"] and ready["sessions"] == 0 and ready["backend"] == "torch-cpu"
     info = client.get("/info").json()
     assert info["label_set"] == "lip" and info["limits"]["max_session_clicks"] == 4
-    assert info["model"].startswith("untrained (lip, ") and info["model"].endswith(", click radius 4")
+    assert info["model"].startswith("untrained (lip, ")
+    assert info["model"].endswith(", click radius 4, corrections by boost (sigma 16 px, margin 1)")
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/health", "/ready", "/sessions", "/sessions/{session_id}/clicks", "/sessions/{session_id}/undo",
                  "/sessions/{session_id}/reset", "/sessions/{session_id}/mask.png", "/sessions/{session_id}"):

@@ -28,6 +28,7 @@ import pytest
 import ihp_rt.encoding
 from ihp_rt.backends import open_backend
 from ihp_rt.backends.engine_cache import EngineInfo, read_sidecar, sidecar_path, timing_cache_path
+from ihp_rt.correction import Boost
 from ihp_rt.encoding import encode_reference
 from ihp_rt.errors import BackendError, ModelError
 from ihp_rt.export import export_onnx
@@ -267,7 +268,7 @@ def test_engines_from_another_tensorrt_or_gpu_are_refused(monkeypatch, tmp_path,
         open_backend(logits, "tensorrt")
 
 
-def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_mask(
+def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_mask_and_logits(
         monkeypatch, tmp_path, exports, tiny_checkpoint, rng) -> None:
     trt, cp = install(monkeypatch, tmp_path)
     backend = open_backend(exports["fp32"], "tensorrt")
@@ -275,8 +276,9 @@ def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_ma
     assert backend.name == "tensorrt-fp32"
     assert "FP32 engine" in backend.choice and "--precision fp16" in backend.choice
     addresses = {c[1]: c[2] for c in calls(trt, "IExecutionContext.set_tensor_address")}
-    assert addresses == {"input": backend._input.data.ptr, "labels": backend._outputs["labels"].data.ptr}
-    assert backend.corrector is None  # no correction head: every click runs the engine
+    assert addresses == {"input": backend._input.data.ptr, "labels": backend._outputs["labels"].data.ptr,
+                         "coarse": backend._outputs["coarse"].data.ptr}
+    assert isinstance(backend.corrector, Boost)  # no correction head: corrections edit the stride-4 logits
     assert calls(trt, "IExecutionContext.set_input_shape") == [("IExecutionContext.set_input_shape", "input",
                                                                 (1, 23, size, size))]
     cp.transfers.clear()
@@ -287,11 +289,13 @@ def test_runner_binds_our_buffers_runs_on_our_stream_and_copies_back_only_the_ma
     for k in (1, 5, 12):
         cp.transfers.clear()
         clicks = random_clicks(rng, k, spec.num_classes, size, size)
-        mask = backend.predict(clicks).labels
-        assert np.array_equal(mask, reference_mask(exports["fp32"], image, clicks, spec))
-        # per click: the clicks go up, the uint8 mask comes down, nothing else crosses
+        done = backend.predict(clicks)
+        assert np.array_equal(done.labels, reference_mask(exports["fp32"], image, clicks, spec))
+        # per click: the clicks go up, the uint8 mask and the stride-4 logits come down, nothing else crosses
         assert cp.transfers == [("to_device", clicks.nbytes, backend._stream.ptr),
-                                ("to_host", size * size, backend._stream.ptr)]
+                                ("to_host", size * size, backend._stream.ptr),
+                                ("to_host", done.coarse.nbytes, backend._stream.ptr)]
+        assert done.coarse.shape == (spec.num_classes, size // 4, size // 4)
         run = trt.executions[-1]
         assert run["stream"] == backend._stream.ptr != 0  # our stream, never the legacy default one
         assert np.array_equal(run["inputs"]["input"][0, :3], image)  # the RGB stayed on the "device"

@@ -76,11 +76,12 @@ class Backend(Protocol):
     spec: ModelSpec
     choice: str  # why this engine: "backend 'torch' as asked", or what `auto` found
     timings: dict[str, float]  # stage times of the last predict: encode_ms, network_ms, download_ms
-    corrector: Corrector | None  # the correction head on this engine (None: every click runs the network)
+    corrector: Corrector | None  # what answers corrections on this engine (None: every click runs the network)
 
     def set_image(self, image: np.ndarray) -> None:
         """Take a (3, S, S) float32 normalised image; called once per image."""
 
     def predict(self, clicks: np.ndarray) -> Pass:
         """(K, 3) int32 (x, y, label) clicks in the model frame -> a network pass: (S, S) uint8
-        labels and, for a model with a correction head, what corrections read."""
+        labels and what corrections read: the stride-4 logits, and for a model with a correction head
+        its features."""

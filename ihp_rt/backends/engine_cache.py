@@ -30,7 +30,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ihp_rt.errors import ModelError
@@ -51,6 +51,7 @@ class EngineInfo:
     output: str
     engine_sha256: str | None = None
     head: str | None = None  # the correction head's graph (base64), carried from the ONNX metadata
+    passes: list[str] = field(default_factory=list)  # the graph's outputs after the mask (spec.ONNX_PASS_OUTPUTS)
 
     def key(self) -> str:
         """Cache key: ONNX content + TensorRT version + GPU model and architecture + precision."""

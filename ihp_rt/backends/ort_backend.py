@@ -33,14 +33,14 @@ import numpy as np
 
 from ihp_rt.backends.base import cupy_with_click_kernel, one_line
 from ihp_rt.backends.stem import SplitGraph, patch_stem, split_after_stem
-from ihp_rt.correction import Pass
+from ihp_rt.correction import Boost, Corrector, Pass
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.errors import BackendError, ModelError
 from ihp_rt.spec import (
     ONNX_HEAD_INPUTS,
     ONNX_HEAD_KEY,
-    ONNX_HEAD_OUTPUTS,
     ONNX_OUTPUT_KEY,
+    ONNX_PASS_OUTPUTS,
     ONNX_PRECISION_KEY,
     ONNX_SPEC_KEY,
     ModelSpec,
@@ -203,8 +203,12 @@ class OrtBackend:
         else:
             self._input = np.zeros((1, self.spec.in_channels, size, size), dtype=np.float32)
             self._binding.bind_cpu_input("input", self._input)
-        self.corrector = OrtCorrector.from_metadata(meta, self.spec, options.intra_op_num_threads, str(path))
-        for name in (self.output, *(ONNX_HEAD_OUTPUTS if self.corrector else ())):
+        graph_outputs = {output.name for output in self.session.get_outputs()}
+        self.corrector: Corrector | None = OrtCorrector.from_metadata(meta, self.spec, options.intra_op_num_threads,
+                                                                      str(path))
+        if self.corrector is None and ONNX_PASS_OUTPUTS[0] in graph_outputs:  # older exports: network on every click
+            self.corrector = Boost(self.spec.input_size)
+        for name in (self.output, *(name for name in ONNX_PASS_OUTPUTS if name in graph_outputs)):
             self._binding.bind_output(name)
         self._stem_conv = split.stem if split else None
         if split is not None:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import torch
 
-from ihp_rt.correction import Pass
+from ihp_rt.correction import Boost, Corrector, Pass
 from ihp_rt.encoding.torch_encoding import encode_torch
 from ihp_rt.errors import BackendError
 from ihp_rt.model.checkpoint import Checkpoint
@@ -38,7 +38,8 @@ class TorchBackend:
         size = self.spec.input_size
         self._input = torch.zeros((1, self.spec.in_channels, size, size), device=self.device)
         self.timings: dict[str, float] = {}
-        self.corrector = TorchCorrector(self.model.correction, self.dtype) if self.spec.correction_head else None
+        self.corrector: Corrector = (TorchCorrector(self.model.correction, self.dtype) if self.spec.correction_head
+                                     else Boost(self.spec.input_size))
 
     def set_image(self, image: np.ndarray) -> None:
         self._input[0, :3].copy_(torch.from_numpy(image))
@@ -55,10 +56,7 @@ class TorchBackend:
         encode_torch(clicks, self.spec.num_classes, size, size, self.spec.cap, out=self._input[0, 3:])
         t1 = self._sync()
         x = self._input.to(self.dtype, memory_format=torch.channels_last)
-        if self.corrector is None:
-            logits, extra = self.model(x), ()
-        else:
-            logits, *extra = self.model.full_pass(x)
+        logits, *extra = self.model.full_pass(x)
         labels = logits[0].argmax(0).to(torch.uint8)
         t2 = self._sync()
         result = Pass(labels.cpu().numpy(), *(e[0].float().cpu().numpy() for e in extra))

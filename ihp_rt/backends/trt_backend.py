@@ -15,10 +15,12 @@ Running. Device memory, the stream and the click-encoding kernel all belong to C
 library, one context). Per image the normalised RGB is uploaded once into channels 0..2 of the
 engine's input buffer; per click the CuPy kernel writes the maps straight into channels 3.. of
 that same buffer, the engine runs with ``execute_async_v3`` on our stream (arg-max inside the
-graph), and only the uint8 mask is copied back, into pinned host memory -- with, for a model with
-a correction head, the stride-4 logits and features its corrections read: those run the head's
-own small graph on the host (:class:`~ihp_rt.backends.ort_backend.OrtCorrector`), which the
-sidecar carries from the .onnx. An execution that
+graph), and only the uint8 mask is copied back, into pinned host memory -- with the stride-4
+logits corrections edit on the host (:class:`~ihp_rt.correction.Boost`), and for a model with a
+correction head its features: the head runs its own small graph on the host
+(:class:`~ihp_rt.backends.ort_backend.OrtCorrector`), which the sidecar carries from the .onnx.
+The sidecar also names the graph's outputs, so an engine of an older export without them runs
+the network on every click. An execution that
 fails is the engine's fault, which retrying the click does not fix: ModelError (a server's 500),
 not BackendError (its 503 with Retry-After).
 
@@ -53,9 +55,9 @@ from ihp_rt.backends.engine_cache import (
     write_engine,
 )
 from ihp_rt.backends.ort_backend import OrtCorrector
-from ihp_rt.correction import Pass
+from ihp_rt.correction import Boost, Corrector, Pass
 from ihp_rt.errors import BackendError, IhpError, ModelError
-from ihp_rt.spec import ONNX_HEAD_KEY, ONNX_HEAD_OUTPUTS, ONNX_OUTPUT_KEY, ONNX_SPEC_KEY, ModelSpec
+from ihp_rt.spec import ONNX_HEAD_KEY, ONNX_OUTPUT_KEY, ONNX_PASS_OUTPUTS, ONNX_SPEC_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +212,9 @@ def ensure_engine(onnx_path: str | Path, engine_path: str | Path | None = None, 
     spec, output, head = read_onnx_spec(model, onnx_path)
     plan = plan_build(trt, onnx_precision(model), fp16)
     gpu, capability = gpu_identity()
+    passes = [out.name for out in model.graph.output if out.name in ONNX_PASS_OUTPUTS]
     wanted = EngineInfo(file_sha256(onnx_path), trt.__version__, gpu, capability, plan.precision, spec.to_dict(),
-                        output, head=head)
+                        output, head=head, passes=passes)
     engine_path = Path(engine_path) if engine_path else cache_dir() / f"{wanted.key()}.engine"
     with engine_lock(engine_path):  # N workers starting together: one builds, the others reuse its engine
         reused = reusable_engine(engine_path, wanted)
@@ -303,14 +306,15 @@ class TensorRTBackend:
         self._input = cp.zeros((1, spec.in_channels, size, size), dtype=cp.float32)
         if not self._context.set_input_shape(INPUT, self._input.shape):
             raise ModelError(f"{path} does not accept input shape {self._input.shape}")
-        self.corrector = None
-        outputs = {OUTPUT: cp.uint8}
-        if spec.correction_head:  # the stride-4 logits and features go to the host with the mask
-            if info.head is None:
+        self.corrector: Corrector | None = None
+        outputs = {OUTPUT: cp.uint8} | dict.fromkeys(info.passes, cp.float32)  # all go to the host with the mask
+        if spec.correction_head:
+            if info.head is None or len(info.passes) != len(ONNX_PASS_OUTPUTS):
                 raise ModelError(f"{path}: the model has a correction head but its engine sidecar does not carry it; "
                                  "rebuild the engine from the .onnx with this ihp-rt")
             self.corrector = OrtCorrector(base64.b64decode(info.head), os.cpu_count() or 1, str(path))
-            outputs |= dict.fromkeys(ONNX_HEAD_OUTPUTS, cp.float32)
+        elif info.passes:
+            self.corrector = Boost(self.spec.input_size)
         self._outputs = {name: cp.empty(tuple(self._context.get_tensor_shape(name)), dtype=dtype)
                          for name, dtype in outputs.items()}
         self._host = {name: cp.cuda.alloc_pinned_memory(buffer.nbytes) for name, buffer in self._outputs.items()}

@@ -51,8 +51,8 @@ class ASPP(nn.Module):
 class DeepLabV3Plus(nn.Module):
     """Logits at input resolution; ``return_features`` adds the stride-4 decoder features.
 
-    With ``spec.correction_head`` the network carries a :class:`CorrectionHead` (``correction``):
-    :meth:`full_pass` then also returns what a correction reads.
+    With ``spec.correction_head`` the network carries a :class:`CorrectionHead` (``correction``).
+    :meth:`full_pass` also returns what a correction reads.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -80,14 +80,15 @@ class DeepLabV3Plus(nn.Module):
         context = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False)
         return self.fuse(torch.cat([context, self.low_proj(low)], dim=1))
 
-    def full_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits at input resolution, stride-4 logits, projected stride-4 features): a pass
-        after which corrections run the head alone."""
-        if self.correction is None:
-            raise ModelError("this model has no correction head")
+    def full_pass(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(logits at input resolution, stride-4 logits), and with a correction head its projected
+        stride-4 features: a pass after which corrections run without the network
+        (ihp_rt/correction.py)."""
         features = self.decode(x)
         coarse = self.classifier(features)
         logits = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if self.correction is None:
+            return logits, coarse
         return logits, coarse, self.correction.project(features)
 
     def fused(self) -> DeepLabV3Plus:

@@ -23,6 +23,7 @@ import zlib
 from typing import Literal
 
 from ihp_rt.clicks import Click, make_click
+from ihp_rt.correction import corrections_name
 from ihp_rt.errors import InputError
 from ihp_rt.images import decode_image
 from ihp_rt.serving.config import ServeConfig
@@ -53,13 +54,15 @@ class Sessions:
     """Create sessions and apply operations; safe to call from many threads.
 
     ``model_id`` names the model served (:func:`~ihp_rt.serving.model_identity.model_identity`);
-    with the click radius it is what every session made here records, and what a session must
+    with the click radius and the way corrections are answered (two ihp-rt versions may serve one
+    checkpoint differently) it is what every session made here records, and what a session must
     record to be served here."""
 
     def __init__(self, engine: SharedBackend, store: SessionStore, config: ServeConfig, model_id: str) -> None:
         self.engine, self.store = engine, store
         self.max_clicks, self.click_radius = config.max_session_clicks, config.click_radius
-        self.model = f"{model_id}, click radius {config.click_radius}"
+        self.model = (f"{model_id}, click radius {config.click_radius}, "
+                      f"corrections by {corrections_name(engine.backend.corrector)}")
         self.labels = engine.backend.spec.labels
         self.images = PreparedImages(engine.backend.spec, config.cached_images)
         self.masks = MaskCache(config.mask_cache_bytes)  # id -> its last mask, for mask.png

@@ -116,14 +116,14 @@ def head_loss(model: DeepLabV3Plus, x: torch.Tensor, labels: torch.Tensor, click
         losses.append((bce * weight).sum() / weight.sum().clamp(min=1))
         with torch.no_grad():  # the next round starts from what inference shows: merged, detached
             after = head.merge(before, claim, chosen[:, -1, 2])
-            window_labels = [F.interpolate(logits, size=(STRIDE * h, STRIDE * w), mode="bilinear",
-                                           align_corners=False).argmax(1).cpu().numpy() for logits in (before, after)]
+            window_labels = F.interpolate(after, size=(STRIDE * h, STRIDE * w), mode="bilinear",
+                                          align_corners=False).argmax(1).cpu().numpy()
             coarse = coarse.clone()
             for j, ((i, click, _, _), (r, c)) in enumerate(zip(placed, pixels, strict=True)):
                 coarse[i, :, cells[j][1], cells[j][2]] = after[j]
                 shown = predictions[i, r, c]  # a view: the window's pixels inside the crop
-                old, new = (labels_[j, : shown.shape[0], : shown.shape[1]] for labels_ in window_labels)
-                keep = merged(new != old, click.y - r.start, click.x - c.start)
+                new = window_labels[j, : shown.shape[0], : shown.shape[1]]
+                keep = merged(new != shown, click.y - r.start, click.x - c.start)
                 shown[keep] = new[keep]
                 stats.honoured += int(predictions[i, click.y, click.x] == click.label)
         stats.corrections += len(placed)

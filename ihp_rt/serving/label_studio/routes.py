@@ -85,7 +85,9 @@ def router(engine: SharedBackend, config: ServeConfig, host: LabelStudioHost) ->
         def create() -> Session:
             if not isinstance(url, str):
                 raise InputError(f"task {task.get('id')} has no image URL in data.{tags.data_key}")
-            session = Session(engine, config.click_radius)
+            # Label Studio sends a task's keypoints grouped by label, not in the order they were
+            # placed: the mask comes from the network on all of them, which no order changes.
+            session = Session(engine, config.click_radius, corrections=False)
             session.set_image(decode_image(fetch_image(url, host, config.max_upload_bytes, task.get("id")),
                                            f"task {task.get('id')} image"))
             return session
