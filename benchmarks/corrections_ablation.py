@@ -1,6 +1,7 @@
 """Corrections that take: the remedies of interactive segmentation measured against each other.
 
-``python -m ihp_rt.benchmarks.corrections_ablation --arm ARM --out DIR [--minutes M]``
+``python -m ihp_rt.benchmarks.corrections_ablation --arm ARM --out DIR [--minutes M]``, then
+``python -m ihp_rt.benchmarks.corrections_ablation --combine DIR... --out DIR`` for one table and plot.
 
 Every arm starts from the shipped network (ihp_rt/assets/ihp_default.pt) and is scored with the
 paper's protocol on the 64 held-out validation photos (configs/ccp_val_names.txt), network alone
@@ -22,6 +23,11 @@ running) and the same crops, augmentation and simulated user as the correction h
   correction runs the network on a Focus Crop around the click (the box of the previous
   prediction's region under the click, x1.4, at least 96 model pixels, square) resized to the
   full input, and Progressive Merge writes back only the changed region that touches the click.
+* ``boost``: the shipped correction (:class:`ihp_rt.correction.Boost`), no training: a correction
+  raises its class's stride-4 logits by a Gaussian around the click, just enough to win the clicked
+  pixel by a margin, and Progressive Merge writes only the changed pixels connected to the click; a
+  correction costs no network pass. ``--boost-sigma``, ``--boost-margin`` and ``--boost-rule``
+  (which clicks the network runs on) are the sweep that chose the shipped values.
 * ``head`` is the shipped remedy and is not trained here: ``ihp-rt train --config
   configs/correction_head.yaml`` then ``ihp-rt eval`` (README, "Corrections that take").
 
@@ -46,6 +52,7 @@ from tqdm import tqdm
 
 from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS, enforce_clicks
 from ihp_rt.clicks import Click, clicks_array, make_click
+from ihp_rt.correction import BOOST_MARGIN, BOOST_SIGMA, Boost, Pass, correct, network_clicks
 from ihp_rt.data.folder import IGNORE, FolderDataset
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.geometry import prepare_image
@@ -61,10 +68,14 @@ from ihp_rt.training.dataset import Augment, ClickTrainingSet
 from ihp_rt.training.error_clicks import unpadded
 from ihp_rt.training.trainer import recalibrate_batchnorm, split_names
 
-ARMS = ("network", "prev_mask", "wide_maps", "focus_crop")
+ARMS = ("network", "prev_mask", "wide_maps", "focus_crop", "boost")
 TRAINED = ("prev_mask", "wide_maps")
 CONE_REACH = 48.0  # model pixels at which a wide map's cone falls to zero
 FOCUS_MARGIN, FOCUS_MIN = 1.4, 96  # Focus Crop: box expansion and smallest side, model pixels
+# boost: "clicks" runs the network as shipped (ihp_rt.correction.network_clicks, a function of the click
+# list); "batch" also on every click given before the first prediction; "first" also on the first
+# correction after the network's clicks
+BOOST_RULES = ("clicks", "batch", "first")
 HEAD_CONFIG = Path("configs/correction_head.yaml")  # crops, scale, batch, lr and rounds shared with the head
 MAX_ROUNDS = 5  # corrections simulated per sample before the pass with gradient: 0..MAX_ROUNDS
 
@@ -197,13 +208,29 @@ def finetune(arm: str, minutes: float, out: Path) -> Path:
     return path
 
 
+def progressive_merge(previous: np.ndarray, proposed: np.ndarray, click: np.ndarray) -> np.ndarray:
+    """``previous`` labels with ``proposed`` written only over the 8-connected region of changed
+    pixels that holds the clicked pixel (FocalClick's Progressive Merge); unchanged if the clicked
+    pixel did not change."""
+    x, y = int(click[0]), int(click[1])
+    changed = (proposed != previous).astype(np.uint8)
+    merged = previous.copy()
+    if changed[y, x]:
+        _, parts = cv2.connectedComponents(changed, connectivity=8)
+        keep = parts == parts[y, x]
+        merged[keep] = proposed[keep]
+    return merged
+
+
 class AblationSession:
     """The Session interface ``evaluate`` drives, over an arm's own way of predicting."""
 
-    def __init__(self, arm: str, spec: ModelSpec, onnx_path: Path, radius: int) -> None:
+    def __init__(self, arm: str, spec: ModelSpec, onnx_path: Path, radius: int,
+                 boost: Boost | None = None, boost_rule: str = "clicks") -> None:
         import onnxruntime
 
         self.arm, self.spec, self.labels, self.click_radius = arm, spec, spec.labels, radius
+        self.boost, self.boost_rule = boost or Boost(spec.input_size), boost_rule
         self.backend = SimpleNamespace(name="onnxruntime-cpu")
         self.ort = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
@@ -211,6 +238,8 @@ class AblationSession:
         self.box, self.x = prepare_image(image, self.spec)
         self._clicks: list[Click] = []
         self.previous: np.ndarray | None = None  # the model-frame labels of the last predict
+        self.batch: int | None = None  # boost, rule "batch": the clicks of the first prediction
+        self.boost_state: tuple[int, int, Pass] | None = None  # boost: (network clicks, clicks done, pass)
 
     def add_click(self, x: int, y: int, label: int) -> Click:
         click = make_click(x, y, label, self.labels, (self.box.height, self.box.width))
@@ -221,14 +250,39 @@ class AblationSession:
     def clicks(self) -> tuple[Click, ...]:
         return tuple(self._clicks)
 
-    def network(self, rgb: np.ndarray, clicks: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    def outputs(self, rgb: np.ndarray, clicks: np.ndarray, previous: np.ndarray | None) -> list[np.ndarray]:
+        """The arm's network on ``rgb`` with ``clicks`` (and the previous labels): (C, S, S) float32
+        logits, then the stride-4 logits where the graph has them (the shipped network's export)."""
         size, c = rgb.shape[-1], self.spec.num_classes
         x = np.empty((1, self.ort.get_inputs()[0].shape[1], size, size), np.float32)
         x[0, :3] = rgb
         encode_cpu(clicks, c, size, size, self.spec.cap, out=x[0, 3:3 + c])
         if x.shape[1] > 3 + c:
             x[0, 3 + c:] = extra_channels(self.arm, clicks, previous, self.spec, size, size)
-        return self.ort.run(None, {"input": x})[0][0].argmax(0).astype(np.uint8)
+        return [output[0] for output in self.ort.run(None, {"input": x})]
+
+    def network(self, rgb: np.ndarray, clicks: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+        return self.outputs(rgb, clicks, previous)[0].argmax(0).astype(np.uint8)
+
+    def boosted(self, clicks: np.ndarray) -> np.ndarray:
+        """The labels after ``clicks`` in the boost arm: the network on the first n (BOOST_RULES), then
+        every later click a correction, as :class:`ihp_rt.session.SharedBackend` runs them."""
+        n = network_clicks(clicks)
+        if self.boost_rule == "first":
+            n = min(n + 1, len(clicks))
+        if self.boost_rule == "batch":
+            self.batch = len(clicks) if self.batch is None else self.batch
+            n = max(n, min(self.batch, len(clicks)))
+        if self.boost_state is None or self.boost_state[0] != n or self.boost_state[1] > len(clicks):
+            logits, coarse = self.outputs(self.x, clicks[:n], None)
+            self.boost_state = (n, n, Pass(logits.argmax(0).astype(np.uint8), coarse))
+        _, done, result = self.boost_state
+        for end in range(done + 1, len(clicks) + 1):
+            x, y, label = clicks[end - 1].tolist()
+            if result.labels[y, x] != label:  # as the engine: a click on a pixel showing its label runs nothing
+                result = correct(result, clicks[:end], self.boost)
+        self.boost_state = (n, len(clicks), result)
+        return result.labels
 
     def focus(self, clicks: np.ndarray) -> np.ndarray:
         """A correction through a Focus Crop and Progressive Merge (see the module docstring)."""
@@ -249,11 +303,8 @@ class AblationSession:
         scaled[:, :2] = np.minimum(((inside[:, :2] - (x0, y0)) + 0.5) * size / side, size - 1).astype(np.int32)
         local = cv2.resize(self.network(crop, scaled, None), (side, side), interpolation=cv2.INTER_NEAREST_EXACT)
         merged = previous.copy()
-        window = merged[y0:y0 + side, x0:x0 + side]
-        changed = (local != window).astype(np.uint8)
-        _, parts = cv2.connectedComponents(changed, connectivity=8)
-        keep = parts == parts[y - y0, x - x0] if changed[y - y0, x - x0] else np.zeros_like(changed, bool)
-        window[keep] = local[keep]
+        merged[y0:y0 + side, x0:x0 + side] = progressive_merge(merged[y0:y0 + side, x0:x0 + side], local,
+                                                               clicks[-1] - (x0, y0, 0))
         return merged
 
     def predict(self) -> Prediction:
@@ -261,6 +312,8 @@ class AblationSession:
         clicks = self.box.clicks_to_model(list(self._clicks))
         if self.arm == "focus_crop" and self.previous is not None and len(clicks):
             labels = self.focus(clicks)
+        elif self.arm == "boost":
+            labels = self.boosted(clicks)
         else:
             labels = self.network(self.x, clicks, self.previous)
         self.previous = labels
@@ -269,18 +322,67 @@ class AblationSession:
                           (time.perf_counter() - start) * 1e3)
 
 
+def arm_results(folder: Path) -> list[dict]:
+    """The (network alone, with disks) results an arm's folder holds: this module's eval.json, or
+    the eval.json ``ihp-rt eval --click-radius 4 0`` wrote into ``eval/`` (the head)."""
+    for path in (folder / "eval.json", folder / "eval" / "eval.json"):
+        if path.exists():
+            data = json.loads(path.read_text())
+            runs = data if isinstance(data, list) else data["runs"]
+            alone = [r for r in runs if r["label"].endswith("network alone")]
+            disks = [r for r in runs if not r["label"].endswith("network alone")]
+            if len(alone) != 1 or len(disks) != 1:
+                raise ValueError(f"{path}: expected one run network alone and one with disks")
+            return [alone[0], disks[0]]
+    raise FileNotFoundError(f"{folder}: no eval.json (run this module with --arm, or ihp-rt eval --out {folder}/eval)")
+
+
+def combine(folders: list[Path], out: Path) -> str:
+    """One table and one plot of the arms in ``folders`` (each named after its arm)."""
+    from ihp_rt.evaluation.runner import plot
+
+    ks = (0, 1, 3, 5, 10, 20)
+    lines = ["| arm | alone " + " | alone ".join(f"@{k}" for k in ks) + " | honoured (alone) | disks "
+             + " | disks ".join(f"@{k}" for k in ks) + " | reach 85 % (disks) | ms per predict |",
+             "|---|" + "---:|" * (2 * len(ks) + 3)]
+    curves = []
+    for folder in folders:
+        alone, disks = arm_results(folder)
+        cells = [f"{100 * alone['miou'][k]:.1f}" for k in ks] + [f"{100 * alone['corrections_honoured']:.0f} %"]
+        cells += [f"{100 * disks['miou'][k]:.1f}" for k in ks]
+        cells += [f"{disks['images'] - len(disks['failures'])}/{disks['images']}", f"{disks['ms_per_predict']:.0f}"]
+        lines.append(f"| {folder.name} | " + " | ".join(cells) + " |")
+        curves.append({**disks, "label": folder.name})
+    out.mkdir(parents=True, exist_ok=True)
+    table = "\n".join(lines) + "\n"
+    (out / "ablation.md").write_text(table)
+    plot(curves, out / "ablation.png", f"corrections ablation, click disks ({curves[0]['images']} photos)")
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     from ihp_rt.evaluation.runner import evaluate, markdown, plot
     from ihp_rt.export import export_onnx
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arm", required=True, choices=ARMS)
+    parser.add_argument("--combine", nargs="+", type=Path, metavar="ARM_DIR",
+                        help="instead of running an arm: tabulate and plot the arms in these folders into --out")
+    parser.add_argument("--arm", choices=ARMS)
     parser.add_argument("--minutes", type=float, default=25.0, help="training wall time of the trained arms")
     parser.add_argument("--out", required=True)
     parser.add_argument("--max-clicks", type=int, default=20)
     parser.add_argument("--limit", type=int, help="evaluate the first N validation photos only")
+    parser.add_argument("--boost-sigma", type=float, default=BOOST_SIGMA, help="boost: fall-off, model pixels")
+    parser.add_argument("--boost-margin", type=float, default=BOOST_MARGIN, help="boost: logits won by")
+    parser.add_argument("--boost-rule", choices=BOOST_RULES, default="clicks",
+                        help="boost: which clicks the network runs on (BOOST_RULES)")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.combine:
+        print(combine(args.combine, out), end="")
+        return 0
+    if args.arm is None:
+        parser.error("give --arm or --combine")
     out.mkdir(parents=True, exist_ok=True)
     shipped = load_checkpoint("ihp_rt/assets/ihp_default.pt")
     if args.arm in TRAINED:
@@ -292,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     names = Path("configs/ccp_val_names.txt").read_text().split()[: args.limit]
     results = []
     for radius in (0, DEFAULT_CLICK_RADIUS):
-        session = AblationSession(args.arm, shipped.spec, onnx_path, radius)
+        boost = Boost(shipped.spec.input_size, args.boost_margin, args.boost_sigma)
+        session = AblationSession(args.arm, shipped.spec, onnx_path, radius, boost, args.boost_rule)
         result = evaluate(session, folder.subset(names), args.max_clicks, seed=0, desc=f"{args.arm} r{radius}")
         result["label"] = f"{args.arm}" + (" network alone" if radius == 0 else "")
         results.append(result)

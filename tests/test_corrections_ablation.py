@@ -7,7 +7,12 @@ import copy
 import numpy as np
 import torch
 
-from ihp_rt.benchmarks.corrections_ablation import cone_maps, one_hot, widen_first_layer
+from ihp_rt.benchmarks.corrections_ablation import (
+    cone_maps,
+    one_hot,
+    progressive_merge,
+    widen_first_layer,
+)
 
 
 def test_cone_maps_match_a_float64_reference(rng) -> None:
@@ -37,3 +42,25 @@ def test_a_widened_network_starts_as_the_network_it_came_from(tiny_checkpoint) -
     extra = torch.rand(1, spec.num_classes, spec.input_size, spec.input_size, dtype=torch.float64)
     with torch.inference_mode():
         assert torch.allclose(wide(torch.cat([x, extra], 1)), narrow(x), rtol=0, atol=1e-9)
+
+
+def flood(changed: np.ndarray, y: int, x: int) -> np.ndarray:
+    """The 8-connected region of ``changed`` holding (y, x), by a plain breadth-first search."""
+    region = np.zeros_like(changed, bool)
+    queue = [(y, x)] if changed[y, x] else []
+    for r, c in queue:
+        if 0 <= r < changed.shape[0] and 0 <= c < changed.shape[1] and changed[r, c] and not region[r, c]:
+            region[r, c] = True
+            queue += [(r + dr, c + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+    return region
+
+
+def test_progressive_merge_writes_only_the_changed_region_under_the_click(rng) -> None:
+    for _ in range(20):
+        previous = rng.integers(0, 3, size=(30, 30)).astype(np.uint8)
+        proposed = np.where(rng.random((30, 30)) < 0.3, rng.integers(0, 3, size=(30, 30)), previous).astype(np.uint8)
+        x, y = rng.integers(0, 30, size=2)
+        expected = previous.copy()
+        keep = flood(proposed != previous, y, x)
+        expected[keep] = proposed[keep]
+        assert np.array_equal(progressive_merge(previous, proposed, np.array([x, y, 1])), expected)
