@@ -73,9 +73,9 @@ TRAINED = ("prev_mask", "wide_maps")
 CONE_REACH = 48.0  # model pixels at which a wide map's cone falls to zero
 FOCUS_MARGIN, FOCUS_MIN = 1.4, 96  # Focus Crop: box expansion and smallest side, model pixels
 # boost: "clicks" runs the network as shipped (ihp_rt.correction.network_clicks, a function of the click
-# list); "batch" also on every click given before the first prediction; "first" also on the first
-# correction after the network's clicks
-BOOST_RULES = ("clicks", "batch", "first")
+# list); "parts" as shipped but not on the first correction; "batch" as "parts" and on every click given
+# before the first prediction
+BOOST_RULES = ("clicks", "parts", "batch")
 HEAD_CONFIG = Path("configs/correction_head.yaml")  # crops, scale, batch, lr and rounds shared with the head
 MAX_ROUNDS = 5  # corrections simulated per sample before the pass with gradient: 0..MAX_ROUNDS
 
@@ -267,9 +267,7 @@ class AblationSession:
     def boosted(self, clicks: np.ndarray) -> np.ndarray:
         """The labels after ``clicks`` in the boost arm: the network on the first n (BOOST_RULES), then
         every later click a correction, as :class:`ihp_rt.session.SharedBackend` runs them."""
-        n = network_clicks(clicks)
-        if self.boost_rule == "first":
-            n = min(n + 1, len(clicks))
+        n = network_clicks(clicks, first_correction=self.boost_rule == "clicks")
         if self.boost_rule == "batch":
             self.batch = len(clicks) if self.batch is None else self.batch
             n = max(n, min(self.batch, len(clicks)))

@@ -69,17 +69,21 @@ def test_upsampled_labels_cover_exactly_the_pixels_a_window_reaches(rng, cells: 
         assert np.array_equal(expected[outside], torch_labels[outside])
 
 
-def test_network_clicks_runs_the_network_up_to_the_last_new_part() -> None:
+def test_network_clicks_runs_the_network_up_to_the_last_new_part_and_the_first_correction() -> None:
     def rows(*labels: int) -> np.ndarray:
         return np.array([[i, i, label] for i, label in enumerate(labels)], np.int32).reshape(-1, 3)
 
-    assert network_clicks(rows()) == 0
-    assert network_clicks(rows(0, 0)) == 0  # background is no part: its clicks are corrections
-    assert network_clicks(rows(2, 5, 7)) == 3  # the evaluation's initial clicks: one network pass
-    assert network_clicks(rows(2, 5, 2, 0, 5)) == 2  # then corrections
-    assert network_clicks(rows(2, 5, 2, 0, 9, 2)) == 5  # a new part runs the network again
-    assert network_clicks(rows(2, 5, 5, 5, 0, 5)) == 4  # the components of the newest part, named in a row
-    assert network_clicks(rows(5, 2, 2)) == 3
+    def parts(clicks: np.ndarray) -> int:
+        return network_clicks(clicks, first_correction=False)
+
+    assert network_clicks(rows()) == parts(rows()) == 0
+    assert network_clicks(rows(0, 0)) == parts(rows(0, 0)) == 0  # background is no part: its clicks are corrections
+    assert network_clicks(rows(2, 5, 7)) == parts(rows(2, 5, 7)) == 3  # the evaluation's initial clicks: one pass
+    assert parts(rows(2, 5, 2, 0, 5)) == 2 and network_clicks(rows(2, 5, 2, 0, 5)) == 3  # then corrections
+    assert parts(rows(2, 5, 2, 0, 9, 2)) == 5 and network_clicks(rows(2, 5, 2, 0, 9, 2)) == 6  # a new part
+    assert parts(rows(2, 5, 5, 5, 0, 5)) == 4  # the components of the newest part, named in a row
+    assert network_clicks(rows(2, 5, 5, 5, 0, 5)) == 5
+    assert parts(rows(5, 2, 2)) == network_clicks(rows(5, 2, 2)) == 3
 
 
 @pytest.mark.parametrize(("x", "y", "rows", "cols"), [(0, 0, 119, 119), (472, 472, 119, 119), (200, 10, 119, 80),
@@ -279,6 +283,12 @@ def test_a_correction_after_a_cached_list_costs_one_head_run(head_onnx, rng) -> 
         calls["head"] += 1
         return head(*args)
 
+    def correction(session: Session, label: int) -> None:
+        shown = session.predict().labels
+        x, y = next((x, y) for x, y in zip(rng.integers(160, size=99), rng.integers(120, size=99), strict=True)
+                    if shown[y, x] != label)  # a pixel that shows another label: a real correction
+        session.add_click(int(x), int(y), label)
+
     backend.predict, backend.corrector = counted_network, counted_head
     session = Session(backend, click_radius=0)
     session.set_image(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
@@ -286,25 +296,24 @@ def test_a_correction_after_a_cached_list_costs_one_head_run(head_onnx, rng) -> 
         session.add_click(int(rng.integers(160)), int(rng.integers(120)), label)
     session.predict()
     assert calls == {"network": 1, "head": 0}
-    for label in (2, 0, 5, 0):
-        shown = session.predict().labels
-        x, y = next((x, y) for x, y in zip(rng.integers(160, size=99), rng.integers(120, size=99), strict=True)
-                    if shown[y, x] != label)  # a pixel that shows another label: a real correction
-        session.add_click(int(x), int(y), label)
+    for i, label in enumerate((2, 0, 5, 0)):
+        correction(session, label)
         done = session.predict()
-        assert (done.network_passes, done.corrections_run) == (0, 1)
-    assert calls == {"network": 1, "head": 4}
+        # the first correction after the parts runs the network; every later one the head alone
+        assert (done.network_passes, done.corrections_run) == ((1, 0) if i == 0 else (0, 1))
+    assert calls == {"network": 2, "head": 3}
     session.undo()
     session.predict()
-    assert calls == {"network": 1, "head": 4}  # undo: the shorter list's pass is cached
-    session.add_click(10, 10, 13)  # a new part: the network runs on all clicks
+    assert calls == {"network": 2, "head": 3}  # undo: the shorter list's pass is cached
+    session.add_click(10, 10, 13)  # a new part: the network runs on all clicks, and on the next one
+    correction(session, 2)
     done = session.predict()
-    assert calls == {"network": 2, "head": 4} and (done.network_passes, done.corrections_run) == (1, 0)
+    assert calls == {"network": 4, "head": 3} and (done.network_passes, done.corrections_run) == (1, 0)
     clicked = {c.label for c in session.clicks}
     y, x = next(zip(*np.nonzero(np.isin(done.labels, list(clicked))), strict=True))
     session.add_click(int(x), int(y), int(done.labels[y, x]))  # the pixel already shows that label: nothing to run
     same = session.predict()
-    assert calls == {"network": 2, "head": 4} and (same.network_passes, same.corrections_run) == (0, 0)
+    assert calls == {"network": 4, "head": 3} and (same.network_passes, same.corrections_run) == (0, 0)
     assert np.array_equal(same.labels, done.labels)
 
 
