@@ -121,8 +121,8 @@ def network_clicks(clicks: np.ndarray, first_correction: bool = True) -> int:
     click after those. Measured on the 64 held-out photos (README "Corrections that take"):
 
     * a part of several components (two arms, two shoes) is named by one click per component,
-      and the network should place them all: correcting them cost 0.6 points after the initial
-      clicks;
+      and the network should place them all: correcting them instead cost 0.6 points after the
+      initial clicks (with an earlier, full-resolution version of the boost);
     * the first correction usually falls in the largest wrong region, which the network's pass
       mends better than a local correction: running the network on it gained 1.1 points after one
       correction and 0.6 after ten, for one network pass per image.

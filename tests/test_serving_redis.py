@@ -143,19 +143,22 @@ def test_a_full_redis_is_a_503_to_retry_not_a_500(workers, photo, redis_url) -> 
 def test_a_worker_on_another_model_refuses_the_session_with_a_409(redis_url, clock, photo) -> None:
     """A rolling update: workers of the old and the new model share one Redis. A session is
     refused (409, saying why) by a worker whose model differs in its weights (same spec and
-    version), its label set or its click radius, and is left as it was for the workers of its
-    own model; so no session holds masks from two models."""
+    version), its label set, its click radius or how it answers corrections, and is left as it
+    was for the workers of its own model; so no session holds masks from two models."""
     from ihp_rt.labels import get_label_set
     from ihp_rt.model import Checkpoint, build_model
     from ihp_rt.serving.model_identity import model_identity
     from ihp_rt.spec import ModelSpec
 
-    def worker(checkpoint: Checkpoint, click_radius: int = 4) -> TestClient:
+    def worker(checkpoint: Checkpoint, click_radius: int = 4, corrections: bool = True) -> TestClient:
         config = ServeConfig(max_sessions=3, session_ttl_s=60, max_upload_bytes=200_000, max_session_clicks=4,
                              click_radius=click_radius)
         store = RedisStore(redis_url, config.max_sessions, config.session_ttl_s, config.max_session_clicks, clock,
                            prefix)
-        return TestClient(create_app(SharedBackend(open_backend(checkpoint, "torch")), config, store=store,
+        backend = open_backend(checkpoint, "torch")
+        if not corrections:  # as an ihp-rt before corrections: the network on every click
+            backend.corrector = None
+        return TestClient(create_app(SharedBackend(backend), config, store=store,
                                      model_id=model_identity(checkpoint.spec, checkpoint)))
 
     prefix = f"t{uuid.uuid4().hex[:8]}:"
@@ -166,8 +169,9 @@ def test_a_worker_on_another_model_refuses_the_session_with_a_409(redis_url, clo
     sid = upload(a, photo).json()["session_id"]
     first = a.post(f"/sessions/{sid}/clicks", json={"x": 10, "y": 20, "label": 2})
     assert first.status_code == 200
-    newer = [worker(twin), worker(Checkpoint(build_model(atr, seed=0).eval(), atr, {})), worker(old, click_radius=0)]
-    assert len({w.get("/info").json()["model"] for w in [a, *newer]}) == 4
+    newer = [worker(twin), worker(Checkpoint(build_model(atr, seed=0).eval(), atr, {})), worker(old, click_radius=0),
+             worker(old, corrections=False)]
+    assert len({w.get("/info").json()["model"] for w in [a, *newer]}) == 5
     for other in newer:
         for response in (other.post(f"/sessions/{sid}/clicks", json={"x": 30, "y": 40, "label": 1}),
                          other.post(f"/sessions/{sid}/undo"), other.get(f"/sessions/{sid}/mask.png")):
