@@ -43,8 +43,9 @@ def markdown(report: dict) -> str:
         lines.append(("| all " if several else "") + f"| {name} | not run: {why} |" + pad)
     lines += ["", f"Paper (Clicking Matters, {PAPER['gpu']}, {PAPER['model']}): {PAPER['ms']:.0f} ms per image, "
               f"{PAPER['gpu_mb']:.0f} MB GPU memory."]
-    lines += ["", "Network clicks (a part named for the first time, or every click of a model without a correction "
-              "head) and correction clicks (one run of the correction head), of the same run:", "",
+    lines += ["", "Network clicks (the network runs: a part named for the first time, the first correction after "
+              "the parts, every click of an export without the stride-4 output) and correction clicks (no network "
+              "pass: ihp_rt/correction.py), of the same run:", "",
               ("| model " if several else "") + "| backend | network clicks | p50 ms | p95 ms | corrections | p50 ms | "
               "p95 ms | correction p50 / network p50 |",
               ("|---" if several else "") + "|---|---:|---:|---:|---:|---:|---:|---:|"]
