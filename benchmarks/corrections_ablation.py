@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS, enforce_clicks
 from ihp_rt.clicks import Click, clicks_array, make_click
-from ihp_rt.correction import BOOST_MARGIN, BOOST_SIGMA, Boost, Pass, correct, network_clicks
+from ihp_rt.correction import BOOST_MARGIN, BOOST_SIGMA, Boost, Pass, corrected, network_clicks
 from ihp_rt.data.folder import IGNORE, FolderDataset
 from ihp_rt.encoding import encode_cpu
 from ihp_rt.geometry import prepare_image
@@ -276,9 +276,7 @@ class AblationSession:
             self.boost_state = (n, n, Pass(logits.argmax(0).astype(np.uint8), coarse))
         _, done, result = self.boost_state
         for end in range(done + 1, len(clicks) + 1):
-            x, y, label = clicks[end - 1].tolist()
-            if result.labels[y, x] != label:  # as the engine: a click on a pixel showing its label runs nothing
-                result = correct(result, clicks[:end], self.boost)
+            result = corrected(result, clicks[:end], self.boost) or result
         self.boost_state = (n, len(clicks), result)
         return result.labels
 

@@ -213,6 +213,13 @@ def correct(previous: Pass, clicks: np.ndarray, head: Corrector) -> Pass:
     return Pass(labels, coarse, previous.features)
 
 
+def corrected(previous: Pass, clicks: np.ndarray, head: Corrector) -> Pass | None:
+    """:func:`correct`, or None where the newest click lands on a pixel that already shows its
+    label: such a click changes nothing (the next network pass reads it, as it reads every click)."""
+    x, y, label = clicks[-1].tolist()
+    return None if previous.labels[y, x] == label else correct(previous, clicks, head)
+
+
 class PassCache:
     """Passes of recent click lists on recent images, least recently used dropped first, bounded
     in bytes. The features of a network pass are shared by every correction after it and counted

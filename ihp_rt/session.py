@@ -22,7 +22,7 @@ import numpy as np
 from ihp_rt.backends.base import Backend
 from ihp_rt.click_enforcement import DEFAULT_CLICK_RADIUS, enforce_clicks
 from ihp_rt.clicks import Click, make_click
-from ihp_rt.correction import Pass, PassCache, correct, network_clicks
+from ihp_rt.correction import Pass, PassCache, corrected, network_clicks
 from ihp_rt.errors import InputError
 from ihp_rt.geometry import Letterbox, prepare_image
 from ihp_rt.images import check_image
@@ -115,9 +115,8 @@ class SharedBackend:
                 done, passes = self.backend.predict(clicks[:start]), 1
                 self.passes.put(image, clicks[:start], done)
             for end in range(count + 1, len(clicks) + 1):
-                x, y, label = clicks[end - 1].tolist()
-                if done.labels[y, x] != label:  # a click on a pixel that shows its label changes nothing
-                    done, runs = correct(done, clicks[:end], head), runs + 1
+                if (fixed := corrected(done, clicks[:end], head)) is not None:
+                    done, runs = fixed, runs + 1
                 self.passes.put(image, clicks[:end], done)
             return done, passes, runs
 
